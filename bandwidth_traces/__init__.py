@@ -1,0 +1,29 @@
+"""Real network bandwidth traces: formats, loading, validation, splits, and a fitted generator.
+
+Public API: ``Trace`` (one piecewise-constant, wrapping throughput trace), ``TraceBank`` (many traces for batched
+lookups), ``load_traces``, ``split``, ``TraceFormatError``, ``MarkovTraceModel`` and ``default_traces`` (real traces
+from ``../shared`` when present, else the embedded fitted generator).
+"""
+
+from __future__ import annotations
+
+from .formats import TraceFormatError, detect_format, parse_cooked, parse_mahimahi, parse_trace, write_cooked
+from .generator import FamilyStats, MarkovTraceModel, embedded_models, embedded_traces, family_stats
+from .load import families, load_traces, shared_traces_dir, split
+from .trace import Trace, TraceBank
+
+__all__ = [
+    "FamilyStats", "MarkovTraceModel", "Trace", "TraceBank", "TraceFormatError", "default_traces", "detect_format",
+    "embedded_models", "embedded_traces", "families", "family_stats", "load_traces", "parse_cooked",
+    "parse_mahimahi", "parse_trace", "shared_traces_dir", "split", "write_cooked",
+]
+
+
+def default_traces(path: str | None = None, seed: int = 0) -> tuple[list[Trace], str]:
+    """Traces for the main job and where they came from: ``path``, else ``../shared/traces``, else generated."""
+    if path is not None:
+        return load_traces(path), str(path)
+    shared = shared_traces_dir()
+    if shared is not None:
+        return load_traces(shared), str(shared)
+    return embedded_traces(seed=seed), "embedded generator (bandwidth_traces/params/*.json)"

@@ -1,0 +1,208 @@
+"""The core trace type: piecewise-constant throughput over time, periodic (it wraps around at its end).
+
+A trace answers two questions the environment asks on every offload: how fast is the link at time t
+(`mbps_at`), and when would an upload of n bytes that starts at t finish (`transfer_time`). Both wrap
+around at the end of the trace, as Mahimahi and Pensieve replay traces. `TraceBank` answers the same
+questions for a batch of (trace, time, bytes) triples at once, for the batched environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+BITS_PER_MBIT = 1e6
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Immutable piecewise-constant throughput trace.
+
+    Attributes:
+        name: file name (or a synthetic name) identifying the trace within its family.
+        family: the trace set it belongs to (the folder name, e.g. ``fcc``).
+        times_s: segment start times in seconds, strictly increasing, starting at 0.
+        mbps: throughput in Mbit/s holding from ``times_s[i]`` to ``times_s[i + 1]`` (to ``duration_s`` for the last).
+        duration_s: the trace's period; replay wraps around after it.
+        source: where the trace came from (file path or generator description).
+    """
+
+    name: str
+    family: str
+    times_s: NDArray[np.float64]
+    mbps: NDArray[np.float64]
+    duration_s: float
+    source: str = ""
+    _cum_bits: NDArray[np.float64] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        times = np.array(self.times_s, dtype=np.float64)
+        mbps = np.array(self.mbps, dtype=np.float64)
+        where = f"trace {self.family}/{self.name}"
+        if times.ndim != 1 or times.shape != mbps.shape or times.size == 0:
+            raise ValueError(f"{where}: times_s and mbps must be 1-D arrays of equal, non-zero length")
+        if times[0] != 0.0:
+            raise ValueError(f"{where}: times_s must start at 0, got {times[0]}")
+        if np.any(np.diff(times) <= 0):
+            raise ValueError(f"{where}: times_s must be strictly increasing")
+        if not np.isfinite(mbps).all() or (mbps < 0).any():
+            raise ValueError(f"{where}: mbps must be finite and >= 0")
+        if not (mbps > 0).any():
+            raise ValueError(f"{where}: throughput is zero everywhere; no byte could ever be sent")
+        if not self.duration_s > times[-1]:
+            raise ValueError(f"{where}: duration_s ({self.duration_s}) must exceed the last segment start ({times[-1]})")
+        times.flags.writeable = False
+        mbps.flags.writeable = False
+        seg = np.diff(np.append(times, self.duration_s))
+        cum = np.concatenate([[0.0], np.cumsum(mbps * BITS_PER_MBIT * seg)])
+        cum.flags.writeable = False
+        object.__setattr__(self, "times_s", times)
+        object.__setattr__(self, "mbps", mbps)
+        object.__setattr__(self, "duration_s", float(self.duration_s))
+        object.__setattr__(self, "_cum_bits", cum)
+
+    @property
+    def segment_s(self) -> NDArray[np.float64]:
+        """Length of each constant-throughput segment in seconds."""
+        return np.diff(np.append(self.times_s, self.duration_s))
+
+    @property
+    def total_bits(self) -> float:
+        """Bits the link can carry over one period of the trace."""
+        return float(self._cum_bits[-1])
+
+    @property
+    def mean_mbps(self) -> float:
+        """Time-weighted mean throughput over the whole trace."""
+        return self.total_bits / BITS_PER_MBIT / self.duration_s
+
+    def mbps_at(self, t_s: ArrayLike) -> NDArray[np.float64] | float:
+        """Throughput in Mbit/s at time(s) ``t_s`` (wrapping around the period)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        idx = np.searchsorted(self.times_s, np.mod(t, self.duration_s), side="right") - 1
+        out = self.mbps[idx]
+        return float(out) if out.ndim == 0 else out
+
+    def transfer_time(self, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64] | float:
+        """Seconds needed to deliver ``nbytes`` starting at ``start_s``, integrating throughput (with wrap-around).
+
+        Waits through zero-throughput outages. Broadcasts over array arguments.
+        """
+        shape = np.broadcast(np.asarray(start_s), np.asarray(nbytes)).shape
+        out = self._pack().transfer(np.zeros(shape, dtype=np.intp), start_s, nbytes)
+        return float(out) if out.ndim == 0 else out
+
+    def _pack(self) -> "_Packed":
+        packed = self.__dict__.get("_packed_cache")
+        if packed is None:
+            packed = _Packed([self])
+            object.__setattr__(self, "_packed_cache", packed)
+        return packed
+
+    def resample(self, step_s: float = 1.0) -> NDArray[np.float64]:
+        """Mean throughput (Mbit/s) over consecutive windows of ``step_s`` covering whole periods (bytes preserved)."""
+        n = int(np.floor(self.duration_s / step_s + 1e-9))
+        if n < 1:
+            return np.array([self.mean_mbps])
+        edges = np.arange(n + 1) * step_s
+        return np.diff(self.cumulative_bits(edges)) / BITS_PER_MBIT / step_s
+
+    def cumulative_bits(self, t_s: ArrayLike) -> NDArray[np.float64]:
+        """Bits deliverable from time 0 up to ``t_s`` (unwrapped: grows by ``total_bits`` per period)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        wraps = np.floor(t / self.duration_s)
+        phase = t - wraps * self.duration_s
+        idx = np.searchsorted(self.times_s, phase, side="right") - 1
+        return wraps * self.total_bits + self._cum_bits[idx] + self.mbps[idx] * BITS_PER_MBIT * (phase - self.times_s[idx])
+
+    def __repr__(self) -> str:
+        return (f"Trace({self.family}/{self.name}, {self.times_s.size} segments, {self.duration_s:.1f} s, "
+                f"mean {self.mean_mbps:.3f} Mbit/s)")
+
+
+class _Packed:
+    """Traces stored as rows of padded arrays, with the per-row search offsets precomputed once.
+
+    Rows are shifted by a per-row offset so that one flat ``searchsorted`` finds a value within its own row;
+    this keeps batched lookups on many different traces a single NumPy call (the environment's hot path).
+    """
+
+    def __init__(self, traces: Sequence[Trace]):
+        m = len(traces)
+        n = max(t.times_s.size for t in traces)
+        self.times = np.empty((m, n))
+        self.mbps = np.zeros((m, n))
+        self.cum = np.empty((m, n + 1))
+        for r, t in enumerate(traces):
+            k = t.times_s.size
+            # padding segments start after the period end and carry no bits: searches never land in them
+            self.times[r] = np.concatenate([t.times_s, t.duration_s + np.arange(1, n - k + 1)])
+            self.mbps[r, :k] = t.mbps
+            self.cum[r] = np.concatenate([t.cumulative_bits(t.times_s), [t.total_bits] * (n - k + 1)])
+        self.duration = np.array([t.duration_s for t in traces])
+        self.period_bits = self.cum[:, -1].copy()
+        self._times_off, self._times_flat = _flatten_rows(self.times)
+        self._cum_off, self._cum_flat = _flatten_rows(self.cum)
+
+    def mbps_at(self, row: NDArray, t: NDArray) -> NDArray[np.float64]:
+        phase = np.mod(t, self.duration[row])
+        i = self._find(self._times_flat, self._times_off, self.times.shape[1], row, phase, "right") - 1
+        return self.mbps[row, np.clip(i, 0, self.times.shape[1] - 1)]
+
+    def transfer(self, row: NDArray, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64]:
+        start, nb, row = np.broadcast_arrays(np.asarray(start_s, np.float64), np.asarray(nbytes, np.float64), row)
+        if not np.isfinite(nb).all() or (nb < 0).any():
+            raise ValueError("nbytes must be finite and >= 0")
+        if not np.isfinite(start).all():
+            raise ValueError("start_s must be finite")
+        n_seg = self.times.shape[1]
+        dur = self.duration[row]
+        period = self.period_bits[row]
+        phase = start - np.floor(start / dur) * dur
+        i = np.clip(self._find(self._times_flat, self._times_off, n_seg, row, phase, "right") - 1, 0, n_seg - 1)
+        target = self.cum[row, i] + self.mbps[row, i] * BITS_PER_MBIT * (phase - self.times[row, i]) + nb * 8.0
+        # earliest time the cumulative reaches target: k whole periods, then `rem` bits into the next one
+        k = np.maximum(np.ceil(target / period) - 1.0, 0.0)
+        rem = target - k * period
+        j = np.clip(self._find(self._cum_flat, self._cum_off, n_seg + 1, row, rem, "left") - 1, 0, n_seg - 1)
+        rate = self.mbps[row, j] * BITS_PER_MBIT
+        t_end = self.times[row, j] + (rem - self.cum[row, j]) / np.where(rate > 0, rate, 1.0)
+        return np.where(nb > 0, np.maximum(k * dur + t_end - phase, 0.0), 0.0)
+
+    @staticmethod
+    def _find(flat: NDArray, off: NDArray, width: int, row: NDArray, values: NDArray, side: str) -> NDArray:
+        return np.searchsorted(flat, values + off[row], side=side) - row * width
+
+
+def _flatten_rows(table: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-row offsets making the concatenated rows strictly increasing across row boundaries, and the flat array."""
+    span = table[:, -1] - table[:, 0]
+    off = np.concatenate([[0.0], np.cumsum(span[:-1] + 1.0)]) - table[:, 0]
+    return off, (table + off[:, None]).ravel()
+
+
+class TraceBank:
+    """Many traces packed so that a batch of lookups on different traces is one NumPy call."""
+
+    def __init__(self, traces: Sequence[Trace]):
+        if len(traces) == 0:
+            raise ValueError("TraceBank needs at least one trace")
+        self.traces = tuple(traces)
+        self._packed = _Packed(self.traces)
+        self.duration_s = self._packed.duration.copy()
+        self.mean_mbps = np.array([t.mean_mbps for t in self.traces])
+
+    def __len__(self) -> int:
+        return len(self.traces)
+
+    def transfer_time(self, row: ArrayLike, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64]:
+        """Vectorised ``Trace.transfer_time``: element i uses trace ``row[i]``."""
+        return self._packed.transfer(np.asarray(row, dtype=np.intp), start_s, nbytes)
+
+    def mbps_at(self, row: ArrayLike, t_s: ArrayLike) -> NDArray[np.float64]:
+        """Vectorised ``Trace.mbps_at``: element i uses trace ``row[i]``."""
+        row_a, t = np.broadcast_arrays(np.asarray(row, dtype=np.intp), np.asarray(t_s, np.float64))
+        return self._packed.mbps_at(row_a, t)
