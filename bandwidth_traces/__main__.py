@@ -30,7 +30,7 @@ def plot_traces(traces: Sequence, out: Path, per_family: int = 3) -> None:
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 2.6 * len(groups)), squeeze=False)
     for ax, (fam, ts) in zip(axes[:, 0], groups.items()):
         for t in ts[:per_family]:
-            ax.step(t.times_s, t.mbps, where="post", lw=0.8, label=t.name[:40])
+            ax.step(t.times_s, t.mbps, where="post", lw=0.8, label=t.name[-40:])
         ax.set_title(f"{fam} ({len(ts)} traces, {per_family} shown)")
         ax.set_ylabel("Mbit/s")
         ax.legend(fontsize=7, loc="upper right")

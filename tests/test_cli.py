@@ -1,0 +1,34 @@
+"""The entry point and the README's promises: subcommands, help, and CI running the README's own commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_every_subcommand() -> None:
+    out = subprocess.run([sys.executable, "train_agent.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("run", "train", "evaluate", "export", "profile", "traces"):
+        assert re.search(rf"^\s+{cmd}\s+\S", out.stdout, re.M), cmd
+
+
+def test_readme_opens_with_two_commands_that_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    setup_and_run, tests = blocks[0].strip(), blocks[1].strip()
+    assert readme.index("```bash") < readme.index("## ")  # the commands come first
+    setup = setup_and_run.rsplit(" && ", 1)[0]
+    assert setup_and_run.endswith("train_agent.py")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert setup in ci and tests in ci
+
+
+def test_traces_subcommand_prints_a_table() -> None:
+    out = subprocess.run([sys.executable, "train_agent.py", "traces", "--traces", "embedded"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "| norway-hsdpa |" in out.stdout
