@@ -1,1 +1,23 @@
-"""placeholder"""
+"""The Gymnasium environment: a device choosing local / offload-at-r / teacher per frame over real traces.
+
+``import envs`` registers ``offload/FrameOffload-v0`` (single env; its ``vector_entry_point`` is the NumPy-batched
+``OffloadVectorEnv``), so ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` works.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .config import EnvConfig
+from .core import OffloadDynamics, select_profile, select_traces
+from .features import ObservationSpec, build_observation
+from .offload_env import OffloadEnv, OffloadVectorEnv, default_inputs
+
+ENV_ID = "offload/FrameOffload-v0"
+
+__all__ = ["ENV_ID", "EnvConfig", "ObservationSpec", "OffloadDynamics", "OffloadEnv", "OffloadVectorEnv",
+           "build_observation", "default_inputs", "select_profile", "select_traces"]
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="envs.offload_env:OffloadEnv",
+                 vector_entry_point="envs.offload_env:OffloadVectorEnv")

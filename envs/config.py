@@ -1,0 +1,113 @@
+"""``EnvConfig``: every constant of the offloading environment, frozen and validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Split = Literal["train", "test", "all"]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Constants of the frame-offloading environment.
+
+    Why these defaults. Frames arrive at 30 fps with a 200 ms deadline each; offloads share one FIFO uplink. At
+    the traces' median throughput (about 1 Mbit/s) the link carries ~4.2 kB per frame interval, while a frame's
+    JPEG is ~3.6 / 6.2 / 9.4 / 12.9 kB at the four offload resolutions and ~28 kB in full for the teacher. So at
+    the middle resolutions only about a half to two thirds of frames can be offloaded in time, and the teacher
+    makes its deadline only when the link is fast and idle: the regime in which choosing *which* frames to send,
+    and at what size, matters. Edge RTT 30 ms and cloud (teacher) RTT 80 ms are typical LTE and wide-area values.
+    Server and teacher compute times are the batch-1 latencies measured when the profile was built (ONNX Runtime
+    on a CPU), scaled by ``compute_scale`` (set < 1 to model a GPU server).
+
+    Attributes:
+        fps: frame rate of the camera.
+        deadline_ms: time from a frame's capture by which its answer must be back.
+        episode_frames: frames per episode (the episode is truncated after them).
+        edge_rtt_ms / cloud_rtt_ms: network round trip to the edge server / to the teacher, beyond the upload.
+        compute_scale: multiplies the profile's measured server and teacher compute times.
+        student_ms: on-device inference time before a decision; None uses the profile's measured int8 latency.
+        byte_cost: reward penalty per megabyte sent (0: pure accuracy).
+        history: number of past upload throughput measurements in the observation.
+        max_queue: uploads the device's send buffer holds; an offload when it is full is not sent (local answer).
+        rate_ema: smoothing factor of the recent-offload-rate feature.
+        prior_mbps: throughput assumed before the first measurement of an episode.
+        oracle_bandwidth: add the trace's true current throughput to the observation (ablations only).
+        profile_split / trace_split: which side of the clip split and of the trace split the env replays.
+        test_fraction / split_seed: how both splits are drawn (by clip and by trace file).
+        trace_families: families to use (None: all); skip_downlink: drop Mahimahi ``.down`` traces (offloads go up).
+    """
+
+    fps: float = 30.0
+    deadline_ms: float = 200.0
+    episode_frames: int = 300
+    edge_rtt_ms: float = 30.0
+    cloud_rtt_ms: float = 80.0
+    compute_scale: float = 1.0
+    student_ms: float | None = None
+    byte_cost: float = 0.0
+    history: int = 4
+    max_queue: int = 16
+    rate_ema: float = 0.1
+    prior_mbps: float = 1.0
+    oracle_bandwidth: bool = False
+    profile_split: Split = "train"
+    trace_split: Split = "train"
+    test_fraction: float = 0.3
+    split_seed: int = 0
+    trace_families: tuple[str, ...] | None = None
+    skip_downlink: bool = True
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, name: str, expected: str) -> None:
+            if not cond:
+                raise ValueError(f"EnvConfig.{name}={getattr(self, name)!r}: expected {expected}")
+
+        need(self.fps > 0, "fps", "> 0")
+        need(self.deadline_ms > 0, "deadline_ms", "> 0")
+        need(isinstance(self.episode_frames, int) and self.episode_frames >= 1, "episode_frames", "an int >= 1")
+        need(self.edge_rtt_ms >= 0, "edge_rtt_ms", ">= 0")
+        need(self.cloud_rtt_ms >= 0, "cloud_rtt_ms", ">= 0")
+        need(self.compute_scale >= 0, "compute_scale", ">= 0")
+        need(self.student_ms is None or self.student_ms >= 0, "student_ms", "None or >= 0")
+        need(self.byte_cost >= 0, "byte_cost", ">= 0")
+        need(isinstance(self.history, int) and self.history >= 1, "history", "an int >= 1")
+        need(isinstance(self.max_queue, int) and self.max_queue >= 1, "max_queue", "an int >= 1")
+        need(0 < self.rate_ema <= 1, "rate_ema", "in (0, 1]")
+        need(self.prior_mbps > 0, "prior_mbps", "> 0")
+        need(self.profile_split in ("train", "test", "all"), "profile_split", "'train', 'test' or 'all'")
+        need(self.trace_split in ("train", "test", "all"), "trace_split", "'train', 'test' or 'all'")
+        need(0 < self.test_fraction < 1, "test_fraction", "in (0, 1)")
+        if self.trace_families is not None:
+            object.__setattr__(self, "trace_families", tuple(self.trace_families))
+
+    @property
+    def frame_s(self) -> float:
+        return 1.0 / self.fps
+
+    @property
+    def deadline_s(self) -> float:
+        return self.deadline_ms / 1000.0
+
+    def replace(self, **changes: Any) -> "EnvConfig":
+        """A copy with some fields changed (validated again)."""
+        return EnvConfig(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["trace_families"] is not None:
+            d["trace_families"] = list(d["trace_families"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EnvConfig":
+        """Rebuild from ``to_dict`` output; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown EnvConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(data)
+        if d.get("trace_families") is not None:
+            d["trace_families"] = tuple(d["trace_families"])
+        return cls(**d)

@@ -1,0 +1,75 @@
+"""stable-baselines3 ``VecEnv`` over the batched core, so SB3 trains on N devices without N Python envs."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from bandwidth_traces import Trace
+from perception import FrameProfile
+
+from .config import EnvConfig
+from .core import OffloadDynamics
+from .offload_env import _inputs, _spaces
+
+
+class SB3OffloadVecEnv(VecEnv):
+    """SB3's VecEnv protocol on ``OffloadDynamics``: same-step autoreset, ``terminal_observation`` in infos.
+
+    Episodes end by truncation only, flagged with ``TimeLimit.truncated`` so SB3 bootstraps their value.
+    ``seed(s)`` (or SB3's ``seed=`` arguments) makes sub-env i replay what ``OffloadEnv`` gives for seed s + i.
+    """
+
+    def __init__(self, num_envs: int = 8, profile: FrameProfile | None = None,
+                 traces: Sequence[Trace] | None = None, config: EnvConfig = EnvConfig()):
+        profile, traces = _inputs(profile, traces)
+        self.config = config
+        self.core = OffloadDynamics(num_envs, profile, traces, config)
+        obs_space, act_space = _spaces(self.core)
+        self.render_mode = None
+        super().__init__(num_envs, obs_space, act_space)
+        self.action_names = self.core.spec.action_names
+        self.observation_fields = self.core.spec.field_names
+        self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        self._rngs = [seeding.np_random(s)[0] if s is not None else rng for s, rng in zip(self._seeds, self._rngs)]
+        self._reset_seeds()
+        self._reset_options()
+        self.core.reset_rows(range(self.num_envs), self._rngs)
+        return self.core.observe()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).reshape(self.num_envs)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        reward, terminated, truncated, info = self.core.step(self._actions)
+        obs = self.core.observe()
+        done = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        rows = np.flatnonzero(done)
+        if rows.size:
+            for i in rows:
+                infos[i] = {"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(truncated[i])}
+            self.core.reset_rows(rows, [self._rngs[i] for i in rows])
+            obs = self.core.observe()
+        return obs, reward.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        raise AttributeError(f"{type(self).__name__} has no per-env methods; {method_name!r} is not available")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))

@@ -1,0 +1,40 @@
+"""Small hand-built inputs whose every outcome can be computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bandwidth_traces import Trace
+from perception import FrameProfile
+
+
+def hand_profile(n_clips: int = 3, frames: int = 4, server_bytes: tuple[int, ...] = (50_000, 100_000),
+                 teacher_bytes: int = 250_000) -> FrameProfile:
+    """A profile in which the student is always wrong, the server right at every resolution, the teacher right.
+
+    Server compute 10 ms at every resolution, teacher 20 ms, student 0 ms (EnvConfig.student_ms overrides).
+    """
+    n = n_clips * frames
+    r = len(server_bytes)
+    res = [100 * (i + 1) for i in range(r)]
+    p = np.zeros((n, 5), np.float32)
+    p[:, 0] = np.linspace(0.3, 0.9, n)
+    p[:, 1:] = (1 - p[:, :1]) / 5
+    return FrameProfile(
+        label=np.zeros(n), clip=np.repeat(np.arange(n_clips), frames), calib=np.zeros(n, bool),
+        student_topk_prob=p, student_topk_class=np.tile(np.arange(1, 6), (n, 1)), student_raw_conf=p[:, 0],
+        student_correct=np.zeros(n, bool), student_fp32_correct=np.zeros(n, bool),
+        server_bytes=np.tile(server_bytes, (n, 1)), server_pred=np.zeros((n, r)), server_conf=np.ones((n, r)),
+        server_correct=np.ones((n, r), bool), teacher_bytes=np.full(n, teacher_bytes), teacher_pred=np.zeros(n),
+        teacher_conf=np.ones(n), teacher_correct=np.ones(n, bool),
+        meta={"server_resolutions": res, "latency_ms": {**{f"server@{x}": 10.0 for x in res},
+                                                        "teacher@300": 20.0, "student_int8@96": 0.0}})
+
+
+def constant_trace(mbps: float = 8.0, duration: float = 100.0, name: str = "flat") -> Trace:
+    return Trace(name, "hand", np.array([0.0]), np.array([mbps]), duration)
+
+
+def outage_trace() -> Trace:
+    """8 Mbit/s (1 MB/s) for 1 s, an outage for 1 s, 8 Mbit/s for 1 s; period 3 s."""
+    return Trace("outage", "hand", np.array([0.0, 1.0, 2.0]), np.array([8.0, 0.0, 8.0]), 3.0)

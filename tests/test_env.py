@@ -1,0 +1,169 @@
+"""envs: checkers, hand-computed timing, single/vector parity, determinism, registration, bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs import EnvConfig, OffloadEnv, OffloadVectorEnv
+from envs.sb3 import SB3OffloadVecEnv
+from helpers import constant_trace, hand_profile, outage_trace
+
+# 10 fps, 200 ms deadline, edge RTT 30 ms, cloud RTT 50 ms, no student time: every number below is by hand
+HAND = EnvConfig(fps=10, deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=8,
+                 profile_split="all", trace_split="all")
+
+
+def hand_env(trace=None, **changes) -> OffloadEnv:
+    return OffloadEnv(hand_profile(), [trace or constant_trace()], HAND.replace(**changes))
+
+
+def test_frame_that_makes_its_deadline() -> None:
+    env = hand_env()
+    env.reset(seed=0, options={"start_s": 5.0, "clips": [0]})
+    _, reward, _, _, info = env.step(1)  # 50 kB at 1 MB/s: 50 ms upload + 30 ms RTT + 10 ms compute
+    assert info["used_remote"] and not info["late"] and reward == 1.0
+    assert info["latency_ms"] == pytest.approx(90.0)
+    assert info["bytes"] == 50_000 and info["true_mbps"] == 8.0
+    obs, *_ = env.step(0)  # the upload completed before the next frame: its throughput is now measured
+    fields = env.observation_fields
+    assert obs[fields.index("meas1_log_mbps")] == pytest.approx(np.log10(8.0) / 2, abs=1e-6)
+    assert obs[fields.index("meas_count")] == pytest.approx(1 / HAND.history)
+
+
+def test_frame_late_because_the_link_is_busy() -> None:
+    env = hand_env()
+    env.reset(seed=0, options={"start_s": 5.0})
+    _, r0, _, _, i0 = env.step(3)  # teacher: 250 kB -> link busy until 250 ms; answer at 250 + 50 + 20 = 320 ms
+    assert i0["late"] and r0 == 0.0 and i0["latency_ms"] == 200.0
+    obs, r1, _, _, i1 = env.step(1)  # frame at 100 ms waits until 250 ms: done 300, answer 340 > 300: late
+    assert i1["late"] and not i1["used_remote"] and r1 == 0.0
+    # alone, the same frame would have been on time (100 + 50 + 40 = 190 ms < 300 ms)
+    alone = hand_env()
+    alone.reset(seed=0, options={"start_s": 5.1})
+    assert alone.step(1)[4]["used_remote"] is True
+    backlog = obs[env.observation_fields.index("backlog")]
+    assert backlog == pytest.approx((0.300 - 0.200) / 0.2, abs=1e-5)  # link still busy 100 ms at frame 2
+
+
+def test_outage_makes_a_frame_late() -> None:
+    env = hand_env(outage_trace())
+    env.reset(seed=0, options={"start_s": 0.95})
+    _, _, _, _, info = env.step(1)  # 50 kB at 0.95 s: 50 kB by 1.0 s, then the outage: done at 1.0 s exactly
+    assert info["used_remote"] and info["latency_ms"] == pytest.approx(90.0)
+    env.reset(seed=0, options={"start_s": 0.97})
+    _, _, _, _, info = env.step(1)  # 30 kB by 1.0 s, outage, 20 kB by 2.02 s: late
+    assert info["late"] and info["correct"] is False
+
+
+def test_send_buffer_refuses_when_full() -> None:
+    env = hand_env(constant_trace(0.08), max_queue=2, episode_frames=6)  # 10 kB/s: uploads take seconds
+    env.reset(seed=0)
+    refused = [env.step(2)[4]["refused"] for _ in range(4)]
+    assert refused == [False, False, True, True]
+
+
+def test_same_seed_same_episode_and_invalid_action() -> None:
+    prof, traces = hand_profile(n_clips=5), [constant_trace(), outage_trace()]
+    a, b = OffloadEnv(prof, traces, HAND), OffloadEnv(prof, traces, HAND)
+    oa, ia = a.reset(seed=42)
+    ob, ib = b.reset(seed=42)
+    assert np.array_equal(oa, ob) and ia == ib
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        act = int(rng.integers(4))
+        sa, sb = a.step(act), b.step(act)
+        assert np.array_equal(sa[0], sb[0]) and sa[1:4] == sb[1:4]
+        if sa[3]:
+            a.reset(), b.reset()
+    with pytest.raises(ValueError, match=r"invalid action 7.*\[0, 4\)"):
+        a.step(7)
+    with pytest.raises(ValueError, match="unknown reset options"):
+        a.reset(options={"trace_id": 1})
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="deadline_ms=-1"):
+        EnvConfig(deadline_ms=-1)
+    with pytest.raises(ValueError, match="profile_split='dev'"):
+        EnvConfig(profile_split="dev")
+    with pytest.raises(ValueError, match="unknown EnvConfig fields"):
+        EnvConfig.from_dict({"fps": 30, "speed": 1})
+    assert EnvConfig.from_dict(EnvConfig(trace_families=("fcc",)).to_dict()) == EnvConfig(trace_families=("fcc",))
+
+
+def test_checkers_pass() -> None:
+    env = hand_env(episode_frames=20)
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(hand_env(episode_frames=20))
+    gym_check_env(hand_env(oracle_bandwidth=True), skip_render_check=True)
+
+
+def _rollout_single(prof, traces, cfg, seed: int, actions: np.ndarray) -> list[tuple]:
+    env = OffloadEnv(prof, traces, cfg)
+    obs, _ = env.reset(seed=seed)
+    out, done = [], False
+    for a in actions:
+        if done:
+            obs, _ = env.reset()
+            out.append((obs, 0.0, False, False))
+            done = False
+            continue
+        obs, r, te, tr, _ = env.step(int(a))
+        out.append((obs, r, te, tr))
+        done = te or tr
+    return out
+
+
+def test_vector_env_matches_single_env_trajectory_for_trajectory() -> None:
+    prof = hand_profile(n_clips=6)
+    traces = [constant_trace(1.0), outage_trace(), constant_trace(3.0, 7.0, "fast")]
+    cfg = HAND.replace(episode_frames=7)
+    seeds = [3, 7, 11, 19]
+    actions = np.random.default_rng(5).integers(0, 4, size=(30, len(seeds)))
+    venv = OffloadVectorEnv(len(seeds), prof, traces, cfg)
+    obs, _ = venv.reset(seed=seeds)
+    singles = [_rollout_single(prof, traces, cfg, s, actions[:, i]) for i, s in enumerate(seeds)]
+    for i, s in enumerate(seeds):
+        env = OffloadEnv(prof, traces, cfg)
+        assert np.array_equal(obs[i], env.reset(seed=s)[0])
+    for t in range(len(actions)):
+        obs, rew, term, trunc, _ = venv.step(actions[t])
+        for i in range(len(seeds)):
+            o, r, te, tr = singles[i][t]
+            assert np.array_equal(obs[i], o), (t, i)
+            assert (rew[i], term[i], trunc[i]) == (r, te, tr), (t, i)
+
+
+def test_sb3_vec_env_matches_and_reports_terminal_observation() -> None:
+    prof, traces = hand_profile(n_clips=4), [constant_trace(1.0), outage_trace()]
+    cfg = HAND.replace(episode_frames=5)
+    venv = SB3OffloadVecEnv(2, prof, traces, cfg)
+    venv.seed(3)
+    obs = venv.reset()
+    single = OffloadEnv(prof, traces, cfg)
+    assert np.array_equal(obs[1], single.reset(seed=4)[0])
+    for t in range(5):
+        obs, rew, done, infos = venv.step(np.array([1, 2]))
+        so, sr, _, strunc, _ = single.step(2)
+        assert rew[1] == pytest.approx(sr)
+    assert done.all() and infos[1]["TimeLimit.truncated"]
+    assert np.array_equal(infos[1]["terminal_observation"], so)
+    assert np.array_equal(obs[1], single.reset()[0])  # same-step reset, same generator
+
+
+def test_registered_with_vector_entry_point() -> None:
+    spec = gym.spec(envs.ENV_ID)
+    assert spec.vector_entry_point == "envs.offload_env:OffloadVectorEnv"
+    prof, traces = hand_profile(), [constant_trace()]
+    venv = gym.make_vec(envs.ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", profile=prof,
+                        traces=traces, config=HAND)
+    assert isinstance(venv.unwrapped, OffloadVectorEnv) and venv.num_envs == 3
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (3, venv.single_observation_space.shape[0])
+    env = gym.make(envs.ENV_ID, profile=prof, traces=traces, config=HAND)
+    assert env.reset(seed=0)[0].shape == venv.single_observation_space.shape
