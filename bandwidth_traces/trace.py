@@ -124,33 +124,36 @@ class Trace:
 
 
 class _Packed:
-    """Traces stored as rows of padded arrays, with the per-row search offsets precomputed once.
+    """Traces concatenated into flat (ragged) arrays, with per-trace offsets precomputed once.
 
-    Rows are shifted by a per-row offset so that one flat ``searchsorted`` finds a value within its own row;
-    this keeps batched lookups on many different traces a single NumPy call (the environment's hot path).
+    Each trace's times and cumulative bits are shifted so that the concatenation is increasing across trace
+    boundaries; one flat ``searchsorted`` then finds a value within its own trace, which keeps batched lookups on
+    many different traces a single NumPy call (the environment's hot path) without padding short traces.
     """
 
     def __init__(self, traces: Sequence[Trace]):
-        m = len(traces)
-        n = max(t.times_s.size for t in traces)
-        self.times = np.empty((m, n))
-        self.mbps = np.zeros((m, n))
-        self.cum = np.empty((m, n + 1))
-        for r, t in enumerate(traces):
-            k = t.times_s.size
-            # padding segments start after the period end and carry no bits: searches never land in them
-            self.times[r] = np.concatenate([t.times_s, t.duration_s + np.arange(1, n - k + 1)])
-            self.mbps[r, :k] = t.mbps
-            self.cum[r] = np.concatenate([t.cumulative_bits(t.times_s), [t.total_bits] * (n - k + 1)])
+        sizes = np.array([t.times_s.size for t in traces])
+        self.base = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # first segment of each trace in the flat arrays
+        self.last = self.base + sizes - 1
+        self.times = np.concatenate([t.times_s for t in traces])
+        self.mbps = np.concatenate([t.mbps for t in traces])
+        # cumulative bits at each segment start, plus one closing entry per trace (the period's total)
+        self.cum = np.concatenate([np.append(t.cumulative_bits(t.times_s), t.total_bits) for t in traces])
+        self.cum_base = self.base + np.arange(len(traces))
         self.duration = np.array([t.duration_s for t in traces])
-        self.period_bits = self.cum[:, -1].copy()
-        self._times_off, self._times_flat = _flatten_rows(self.times)
-        self._cum_off, self._cum_flat = _flatten_rows(self.cum)
+        self.period_bits = np.array([t.total_bits for t in traces])
+        self._t_off = np.concatenate([[0.0], np.cumsum(self.duration[:-1] + 1.0)])
+        self._t_flat = self.times + np.repeat(self._t_off, sizes)
+        self._c_off = np.concatenate([[0.0], np.cumsum(self.period_bits[:-1] + 1.0)])
+        self._c_flat = self.cum + np.repeat(self._c_off, sizes + 1)
+
+    def _segment(self, row: NDArray, phase: NDArray) -> NDArray[np.intp]:
+        """Flat index of the segment holding ``phase`` (in [0, duration)) of each row's trace."""
+        i = np.searchsorted(self._t_flat, phase + self._t_off[row], side="right") - 1
+        return np.clip(i, self.base[row], self.last[row])
 
     def mbps_at(self, row: NDArray, t: NDArray) -> NDArray[np.float64]:
-        phase = np.mod(t, self.duration[row])
-        i = self._find(self._times_flat, self._times_off, self.times.shape[1], row, phase, "right") - 1
-        return self.mbps[row, np.clip(i, 0, self.times.shape[1] - 1)]
+        return self.mbps[self._segment(row, np.mod(t, self.duration[row]))]
 
     def transfer(self, row: NDArray, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64]:
         start, nb, row = np.broadcast_arrays(np.asarray(start_s, np.float64), np.asarray(nbytes, np.float64), row)
@@ -158,30 +161,22 @@ class _Packed:
             raise ValueError("nbytes must be finite and >= 0")
         if not np.isfinite(start).all():
             raise ValueError("start_s must be finite")
-        n_seg = self.times.shape[1]
         dur = self.duration[row]
         period = self.period_bits[row]
         phase = start - np.floor(start / dur) * dur
-        i = np.clip(self._find(self._times_flat, self._times_off, n_seg, row, phase, "right") - 1, 0, n_seg - 1)
-        target = self.cum[row, i] + self.mbps[row, i] * BITS_PER_MBIT * (phase - self.times[row, i]) + nb * 8.0
+        i = self._segment(row, phase)
+        local = i - self.base[row]
+        cum_i = self.cum[self.cum_base[row] + local]
+        target = cum_i + self.mbps[i] * BITS_PER_MBIT * (phase - self.times[i]) + nb * 8.0
         # earliest time the cumulative reaches target: k whole periods, then `rem` bits into the next one
         k = np.maximum(np.ceil(target / period) - 1.0, 0.0)
         rem = target - k * period
-        j = np.clip(self._find(self._cum_flat, self._cum_off, n_seg + 1, row, rem, "left") - 1, 0, n_seg - 1)
-        rate = self.mbps[row, j] * BITS_PER_MBIT
-        t_end = self.times[row, j] + (rem - self.cum[row, j]) / np.where(rate > 0, rate, 1.0)
+        jc = np.searchsorted(self._c_flat, rem + self._c_off[row], side="left") - 1  # flat index into cum
+        jl = np.clip(jc - self.cum_base[row], 0, self.last[row] - self.base[row])  # segment within the trace
+        j = self.base[row] + jl
+        rate = self.mbps[j] * BITS_PER_MBIT
+        t_end = self.times[j] + (rem - self.cum[self.cum_base[row] + jl]) / np.where(rate > 0, rate, 1.0)
         return np.where(nb > 0, np.maximum(k * dur + t_end - phase, 0.0), 0.0)
-
-    @staticmethod
-    def _find(flat: NDArray, off: NDArray, width: int, row: NDArray, values: NDArray, side: str) -> NDArray:
-        return np.searchsorted(flat, values + off[row], side=side) - row * width
-
-
-def _flatten_rows(table: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-row offsets making the concatenated rows strictly increasing across row boundaries, and the flat array."""
-    span = table[:, -1] - table[:, 0]
-    off = np.concatenate([[0.0], np.cumsum(span[:-1] + 1.0)]) - table[:, 0]
-    return off, (table + off[:, None]).ravel()
 
 
 class TraceBank:

@@ -18,7 +18,7 @@ from bandwidth_traces import Trace, TraceBank, split as split_traces
 from perception import FrameProfile
 
 from .config import EnvConfig
-from .features import ObservationSpec, build_observation
+from .features import ObservationSpec, build_observation, confidence_features
 
 
 def select_traces(traces: Sequence[Trace], config: EnvConfig) -> list[Trace]:
@@ -68,9 +68,10 @@ class OffloadDynamics:
         res = prof.resolutions
         r = len(res)
         self.n_remote = r + 1
-        self.topk = prof.student_topk_prob.astype(np.float64)
+        self.conf_features = confidence_features(prof.student_topk_prob)  # depends on the frame only
         self.student_correct = prof.student_correct
         self.remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
+        self.remote_kb = self.remote_bytes / 1000.0
         self.remote_correct = np.concatenate([prof.server_correct, prof.teacher_correct[:, None]], 1)
         teacher_key = next((k for k in lat if k.startswith("teacher@")), None)
         compute_ms = [lat.get(f"server@{x}", 0.0) for x in res] + [lat.get(teacher_key, 0.0) if teacher_key else 0.0]
@@ -162,8 +163,9 @@ class OffloadDynamics:
         last_done = np.where(newest >= 0, self.fin[self._arange, np.maximum(newest, 0) % self._ring], self.t0)
         true_mbps = self.bank.mbps_at(self.row, td) if self.config.oracle_bandwidth else None
         return build_observation(
-            self.spec, self.topk[f], self.remote_bytes[f] / 1000.0, meas, valid.sum(1),
-            np.maximum(self.link_free - td, 0.0), pending, td - last_done, self.ema, self.last_action, true_mbps)
+            self.spec, None, self.remote_kb[f], meas, valid.sum(1),
+            np.maximum(self.link_free - td, 0.0), pending, td - last_done, self.ema, self.last_action, true_mbps,
+            conf_features=self.conf_features[f])
 
     # ---- one frame -----------------------------------------------------------------------------------------
     def step(self, actions: NDArray) -> tuple[NDArray, NDArray, NDArray, dict[str, NDArray]]:

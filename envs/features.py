@@ -106,14 +106,26 @@ def throughput_estimate(meas_mbps: NDArray, n_meas: NDArray, prior_mbps: float) 
     return np.where(n > 0, n / np.maximum(inv, 1e-12), prior_mbps)
 
 
-def build_observation(spec: ObservationSpec, topk_prob: NDArray, remote_kb: NDArray, meas_mbps: NDArray,
+def confidence_features(topk_prob: NDArray) -> NDArray[np.float64]:
+    """[B, k + 2]: the top-k probabilities, the margin and the normalised entropy of (top-k, rest)."""
+    p = np.asarray(topk_prob, np.float64)
+    k = p.shape[1]
+    rest = np.clip(1.0 - p.sum(1), 0.0, 1.0)
+    ent = -(np.where(p > 0, p * np.log(np.maximum(p, 1e-12)), 0.0).sum(1)
+            + np.where(rest > 0, rest * np.log(np.maximum(rest, 1e-12)), 0.0)) / np.log(k + 1)
+    margin = p[:, 0] - (p[:, 1] if k > 1 else 0.0)
+    return np.concatenate([p, margin[:, None], np.clip(ent, 0, 1)[:, None]], axis=1)
+
+
+def build_observation(spec: ObservationSpec, topk_prob: NDArray | None, remote_kb: NDArray, meas_mbps: NDArray,
                       n_meas: NDArray, backlog_s: NDArray, pending: NDArray, since_meas_s: NDArray,
-                      offload_rate: NDArray, last_action: NDArray, true_mbps: NDArray | None = None
-                      ) -> NDArray[np.float32]:
+                      offload_rate: NDArray, last_action: NDArray, true_mbps: NDArray | None = None,
+                      conf_features: NDArray | None = None) -> NDArray[np.float32]:
     """Observations for a batch of B devices from their raw signals.
 
     Args:
-        topk_prob: [B, k] calibrated top-k probabilities, descending.
+        topk_prob: [B, k] calibrated top-k probabilities, descending (or None with ``conf_features``).
+        conf_features: [B, k + 2] ``confidence_features(topk_prob)`` when already computed (the env caches them).
         remote_kb: [B, R + 1] this frame's JPEG size in kB for each remote action.
         meas_mbps: [B, H] measured throughputs of completed uploads, newest first (entries past n_meas ignored).
         n_meas: [B] how many measurements are valid (0..H).
@@ -121,13 +133,9 @@ def build_observation(spec: ObservationSpec, topk_prob: NDArray, remote_kb: NDAr
         since_meas_s: [B] seconds since the last completed upload. offload_rate: [B] EMA of offloading.
         last_action: [B] previous action (0 at episode start). true_mbps: [B], only with oracle_bandwidth.
     """
-    b = topk_prob.shape[0]
-    k, h = spec.top_k, spec.history
-    p = np.asarray(topk_prob, np.float64)
-    rest = np.clip(1.0 - p.sum(1), 0.0, 1.0)
-    ent = -(np.where(p > 0, p * np.log(np.maximum(p, 1e-12)), 0.0).sum(1)
-            + np.where(rest > 0, rest * np.log(np.maximum(rest, 1e-12)), 0.0)) / np.log(k + 1)
-    margin = p[:, 0] - (p[:, 1] if k > 1 else 0.0)
+    conf = confidence_features(topk_prob) if conf_features is None else conf_features
+    b = conf.shape[0]
+    h = spec.history
     n_meas = np.asarray(n_meas)
     est = throughput_estimate(meas_mbps, n_meas, spec.prior_mbps)
     valid = np.arange(h)[None, :] < n_meas[:, None]
@@ -139,7 +147,7 @@ def build_observation(spec: ObservationSpec, topk_prob: NDArray, remote_kb: NDAr
     slack = np.clip((spec.deadline_s - expected) / spec.deadline_s, -5.0, 1.0)
     onehot = np.zeros((b, spec.n_actions))
     onehot[np.arange(b), np.asarray(last_action)] = 1.0
-    cols = [p, margin[:, None], np.clip(ent, 0, 1)[:, None], _log_feature(meas),
+    cols = [conf, _log_feature(meas),
             (n_meas / h)[:, None], _log_feature(est)[:, None],
             np.clip(backlog_s / spec.deadline_s, 0, 10)[:, None],
             np.clip(np.asarray(pending) / spec.max_queue, 0, 1)[:, None],

@@ -167,3 +167,24 @@ def test_registered_with_vector_entry_point() -> None:
     assert obs.shape == (3, venv.single_observation_space.shape[0])
     env = gym.make(envs.ENV_ID, profile=prof, traces=traces, config=HAND)
     assert env.reset(seed=0)[0].shape == venv.single_observation_space.shape
+
+
+def test_device_features_from_raw_signals_equal_env_observation() -> None:
+    from envs.features import build_observation
+
+    env = hand_env(constant_trace(2.0), episode_frames=8)
+    obs, _ = env.reset(seed=1)
+    core = env.core
+    for a in [1, 2, 0, 3, 1, 1, 0]:
+        f = core._frame()
+        _, td = core._times()
+        pending = core._pending(td)
+        newest = core.issued - pending - 1
+        idx = newest[:, None] - core._hist[None, :]
+        meas = core.thr[0, np.maximum(idx, 0) % core._ring]
+        last_done = core.fin[0, newest % core._ring] if newest[0] >= 0 else core.t0
+        device = build_observation(core.spec, core.profile.student_topk_prob[f], core.remote_bytes[f] / 1000.0,
+                                   meas, (idx >= 0).sum(1), np.maximum(core.link_free - td, 0), pending,
+                                   td - last_done, core.ema, core.last_action)
+        assert np.allclose(device[0], obs, atol=1e-6)
+        obs = env.step(a)[0]
