@@ -14,9 +14,9 @@ from typing import Sequence
 
 NOT_YET = {
     "train": "issue #7 (SB3 training) and #8 (RLlib)",
-    "evaluate": "issue #6 (baselines, CBO and the evaluation report)",
     "export": "issue #9 (ONNX export and device runtime)",
 }
+BASELINES = "local,offload@112,offload@160,offload@208,offload@256,teacher,random,cbo,cbo+teacher,oracle"
 
 
 def _load_inputs(args: argparse.Namespace):
@@ -43,6 +43,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     for stage, where in NOT_YET.items():
         print(f"{stage}: not implemented yet ({where})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
+    from agents.report import write_report
+    from agents.suite import Setup, evaluate_on_test, named_policies, trace_means
+
+    profile, traces, origin = _load_inputs(args)
+    setup = Setup.create(profile, traces)
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    policies, tuning = named_policies(setup, names, args.seed)
+    results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=True)
+    extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
+             "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
+             "cbo_tuning": tuning}
+    write_report(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra)
+    print((args.out / "report.md").read_text())
+    print(f"wrote {args.out}/report.json, report.md and plots")
     return 0
 
 
@@ -89,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)"))
     common(sub.add_parser("train", help="train a policy with stable-baselines3 or RLlib"))
-    common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
+    p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
+    p.add_argument("--policies", default=BASELINES, help="comma-separated (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=4, help="episodes per test trace (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder (default: %(default)s)")
     common(sub.add_parser("export", help="export a trained policy to ONNX for devices"))
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
@@ -104,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "traces": cmd_traces, "profile": cmd_profile}
+    handlers = {"run": cmd_run, "traces": cmd_traces, "profile": cmd_profile, "evaluate": cmd_evaluate}
     try:
         return handlers.get(args.cmd, cmd_not_yet)(args)
     except (FileNotFoundError, ValueError) as exc:

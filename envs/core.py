@@ -168,6 +168,32 @@ class OffloadDynamics:
             conf_features=self.conf_features[f])
 
     # ---- one frame -----------------------------------------------------------------------------------------
+    def _remote(self, f: NDArray, t: NDArray, td: NDArray, ri: NDArray, send: NDArray) -> tuple[NDArray, ...]:
+        """Bytes, upload time, upload finish, answer time and on-time flag of sending remote action ``ri``."""
+        nbytes = np.where(send, self.remote_bytes[f, ri], 0.0)
+        start = np.maximum(td, self.link_free)
+        upload = self.bank.transfer_time(self.row, start, nbytes)
+        finish = start + upload
+        answer = finish + self.rtt_s[ri] + self.compute_s[ri]
+        on_time = send & (answer <= t + self.config.deadline_s + 1e-12)
+        return nbytes, upload, finish, answer, on_time
+
+    def preview(self) -> dict[str, NDArray]:
+        """Hindsight: what each remote action would yield for the current frames, without changing any state.
+
+        Returns ``on_time`` and ``correct`` [B, R + 1] (correct = the remote answer is right), ``bytes`` [B, R + 1],
+        ``student_correct`` [B] and ``can_send`` [B] (send buffer not full). Only the hindsight oracle uses it.
+        """
+        f = self._frame()
+        t, td = self._times()
+        can_send = self._pending(td) < self.config.max_queue
+        on_time = np.zeros((self.num_envs, self.n_remote), bool)
+        for j in range(self.n_remote):  # R + 1 small batched evaluations
+            on_time[:, j] = self._remote(f, t, td, np.full(self.num_envs, j), can_send)[4]
+        return {"on_time": on_time, "correct": self.remote_correct[f], "bytes": self.remote_bytes[f],
+                "student_correct": self.student_correct[f], "can_send": can_send}
+
+
     def step(self, actions: NDArray) -> tuple[NDArray, NDArray, NDArray, dict[str, NDArray]]:
         """Apply one action per device; returns (reward, terminated, truncated, info arrays)."""
         a = np.asarray(actions)
@@ -187,12 +213,7 @@ class OffloadDynamics:
         ri = np.maximum(a - 1, 0)
         refused = remote & (self._pending(td) >= cfg.max_queue)
         send = remote & ~refused
-        nbytes = np.where(send, self.remote_bytes[f, ri], 0.0)
-        start = np.maximum(td, self.link_free)
-        upload = self.bank.transfer_time(self.row, start, nbytes)
-        finish = start + upload
-        answer = finish + self.rtt_s[ri] + self.compute_s[ri]
-        on_time = send & (answer <= t + cfg.deadline_s + 1e-12)
+        nbytes, upload, finish, answer, on_time = self._remote(f, t, td, ri, send)
         correct = np.where(on_time, self.remote_correct[f, ri], self.student_correct[f])
 
         rows = np.flatnonzero(send)

@@ -32,3 +32,19 @@ def test_traces_subcommand_prints_a_table() -> None:
     out = subprocess.run([sys.executable, "train_agent.py", "traces", "--traces", "embedded"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0 and "| norway-hsdpa |" in out.stdout
+
+
+def test_evaluate_cli_orders_local_cbo_oracle(tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    proc = subprocess.run([sys.executable, "train_agent.py", "evaluate", "--policies", "local,cbo,oracle",
+                           "--episodes", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    families = ["fcc", "norway-hsdpa"] if "fcc" in report["local"] else ["all"]
+    for fam in families:
+        acc = {p: report[p][fam]["accuracy"] for p in ("local", "cbo", "oracle")}
+        assert acc["local"] <= acc["cbo"] <= acc["oracle"], (fam, acc)
+    meta = json.loads((out / "report_meta.json").read_text())
+    assert "tau" in meta["policies"]["cbo"] and meta["run"]["cbo_tuning"]["tuned_on"]

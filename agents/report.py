@@ -1,0 +1,170 @@
+"""The evaluation report: report.json (policy -> family -> metrics), report.md (comparison table) and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluate import EvalResult
+
+ORACLE_NOTE = "oracle = hindsight upper reference (knows true throughput and correctness; not deployable)"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def report_json(results: dict[str, EvalResult]) -> dict[str, Any]:
+    """``{policy: {family: metrics}}`` (families plus ``all``); metrics include per-episode accuracies."""
+    return {name: r.metrics for name, r in results.items()}
+
+
+def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What produced the report: each policy's parameters (e.g. tuned thresholds), notes, run details."""
+    return {"policies": {name: r.description for name, r in results.items()}, "notes": [ORACLE_NOTE],
+            "run": extra or {}}
+
+
+def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips") -> str:
+    """Accuracy (95% bootstrap interval) per family and policy, best deployable policy per family in bold."""
+    fams = [f for f in next(iter(results.values())).metrics if f != "all"] + ["all"]
+    best = {}
+    for fam in fams:
+        cands = {n: r.metrics[fam]["accuracy"] for n, r in results.items() if n != "oracle" and fam in r.metrics}
+        best[fam] = max(cands, key=cands.get) if cands else None
+    lines = [f"# {title}", "", "Accuracy of the answers used (mean over episodes, [95% bootstrap interval]). "
+             "Best deployable policy per family in **bold**; " + ORACLE_NOTE + ".", "",
+             "| policy | " + " | ".join(f"{f} (n={results[next(iter(results))].metrics[f]['episodes']})" for f in fams)
+             + " | miss rate | MB/frame | p90 latency ms |",
+             "|---|" + "---:|" * (len(fams) + 3)]
+    for name, r in results.items():
+        cells = []
+        for fam in fams:
+            m = r.metrics.get(fam)
+            if m is None:
+                cells.append("-")
+                continue
+            txt = f"{m['accuracy']:.3f} [{m['accuracy_ci95'][0]:.3f}, {m['accuracy_ci95'][1]:.3f}]"
+            cells.append(f"**{txt}**" if best[fam] == name else txt)
+        a = r.metrics["all"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {a['deadline_miss_rate']:.2f} | "
+                     f"{a['mb_per_frame']:.4f} | {a['latency_ms']['p90']:.0f} |")
+    lines += ["", "Action mix (all families):", "", "| policy | " +
+              " | ".join(next(iter(results.values())).metrics["all"]["action_mix"]) + " |",
+              "|---|" + "---:|" * len(next(iter(results.values())).metrics["all"]["action_mix"])]
+    for name, r in results.items():
+        mix = r.metrics["all"]["action_mix"]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mix.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, action_names: list[str],
+                out_dir: Path) -> list[Path]:
+    """Accuracy per family with intervals; accuracy vs trace throughput; action mix vs measured throughput; latency CDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    names = list(results)
+    fams = [f for f in results[names[0]].metrics if f != "all"]
+
+    def save(fig, name: str) -> None:
+        path = out_dir / name
+        tmp = out_dir / f".{name}.tmp.png"
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(names) * len(fams) / 2), 4.2))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        m = [results[name].metrics[f] for f in fams]
+        acc = np.array([x["accuracy"] for x in m])
+        lo = acc - np.array([x["accuracy_ci95"][0] for x in m])
+        hi = np.array([x["accuracy_ci95"][1] for x in m]) - acc
+        ax.bar(np.arange(len(fams)) + k * width, acc, width, yerr=[lo, hi], capsize=2, label=name,
+               hatch="//" if name == "oracle" else None)
+    ax.set_xticks(np.arange(len(fams)) + 0.4 - width / 2, fams)
+    ax.set_ylabel("accuracy (95% CI)")
+    lows = [results[n].metrics[f]["accuracy"] for n in names for f in fams]
+    ax.set_ylim(max(0.0, min(lows) - 0.1), min(1.0, max(lows) + 0.05))
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title("accuracy per trace family (hatched: hindsight oracle, upper reference)")
+    save(fig, "accuracy_per_family.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    edges = np.quantile(trace_mean_mbps, np.linspace(0, 1, 9))
+    for name in names:
+        r = results[name].rollout
+        x = trace_mean_mbps[r.trace]
+        acc = r.correct.mean(1)
+        b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+        xs = [np.median(x[b == i]) for i in range(len(edges) - 1) if (b == i).any()]
+        ys = [acc[b == i].mean() for i in range(len(edges) - 1) if (b == i).any()]
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=name, ls="--" if name == "oracle" else "-")
+    ax.set_xscale("log")
+    ax.set_xlabel("trace mean uplink throughput (Mbit/s, log; octiles of test traces)")
+    ax.set_ylabel("mean episode accuracy")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("accuracy vs trace throughput")
+    save(fig, "accuracy_vs_throughput.png")
+
+    constant = {"local", "teacher", "random"} | {n for n in names if n.startswith("offload@")}
+    shown = [n for n in names if n not in constant][:5] or names[:1]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.8 * len(shown), 3.8), sharey=True, squeeze=False)
+    bins = np.logspace(-1.5, 1.2, 13)
+    colors = plt.get_cmap("tab10").colors
+    for ax, name in zip(axes[0], shown):
+        r = results[name].rollout
+        est, act = r.est_mbps.ravel(), r.action.ravel()
+        idx = np.clip(np.digitize(est, bins) - 1, 0, len(bins) - 2)
+        counts = np.zeros((len(bins) - 1, len(action_names)))
+        np.add.at(counts, (idx, act), 1)
+        keep = counts.sum(1) >= 50  # bins with too few frames say nothing
+        share = counts[keep] / counts[keep].sum(1, keepdims=True)
+        pos = np.arange(keep.sum())
+        bottom = np.zeros(keep.sum())
+        for a, label in enumerate(action_names):
+            ax.bar(pos, share[:, a], bottom=bottom, color=colors[a % 10], label=label, width=0.85)
+            bottom += share[:, a]
+        lo, hi = bins[:-1][keep], bins[1:][keep]
+        ax.set_xticks(pos, [f"{x:.2g}-{y:.2g}" for x, y in zip(lo, hi)], rotation=60, fontsize=7)
+        ax.set_title(name)
+        ax.set_xlabel("measured throughput (Mbit/s)")
+    axes[0, 0].set_ylabel("share of frames")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    save(fig, "action_mix_vs_throughput.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name in names:
+        lat = np.sort(results[name].rollout.latency_ms.ravel())
+        ax.plot(lat, np.arange(1, lat.size + 1) / lat.size, label=name, lw=1.2)
+    ax.set_xlabel("answer latency (ms; late answers count at the deadline)")
+    ax.set_ylabel("CDF")
+    ax.legend(fontsize=7, ncol=2)
+    save(fig, "latency_cdf.png")
+    return paths
+
+
+def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, trace_mean_mbps: np.ndarray,
+                 action_names: list[str], extra: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Any]:
+    """Write report.json, report_meta.json, report.md and the PNGs into ``out_dir``; returns report.json's payload."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = report_json(results)
+    _atomic_write(out_dir / "report.json", json.dumps(payload, indent=1) + "\n")
+    _atomic_write(out_dir / "report_meta.json", json.dumps(report_meta(results, extra), indent=1) + "\n")
+    _atomic_write(out_dir / "report.md", report_markdown(results))
+    if plots:
+        plot_report(results, trace_mean_mbps, action_names, out_dir)
+    return payload

@@ -1,0 +1,83 @@
+"""Wiring shared by the CLI and the main job: splits, env factories, tuned CBO and the named policies."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from bandwidth_traces import Trace
+from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
+from perception import FrameProfile
+
+from .baselines import baseline_policies
+from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
+from .evaluate import EvalResult, evaluate, evaluate_many
+from .policy import Policy
+
+
+@dataclass
+class Setup:
+    """One experiment's inputs: the profile, every trace, the env config, and both sides of both splits."""
+
+    profile: FrameProfile
+    config: EnvConfig
+    train_traces: list[Trace]
+    test_traces: list[Trace]
+
+    @classmethod
+    def create(cls, profile: FrameProfile, traces: Sequence[Trace], config: EnvConfig = EnvConfig()) -> "Setup":
+        return cls(profile, config, select_traces(traces, config.replace(trace_split="train")),
+                   select_traces(traces, config.replace(trace_split="test")))
+
+    def env_config(self, split: str) -> EnvConfig:
+        """Config of an env over pre-selected traces of one side (``train``/``test``) of the clip split."""
+        return self.config.replace(trace_split="all", profile_split=split, skip_downlink=False, trace_families=None)
+
+    def factory(self, split: str) -> Callable[[int, Sequence[Trace]], OffloadVectorEnv]:
+        cfg = self.env_config(split)
+        return lambda n, traces: OffloadVectorEnv(n, self.profile, traces, cfg)
+
+    def action_names(self) -> list[str]:
+        return ["local", *[f"offload@{r}" for r in self.profile.resolutions], "teacher"]
+
+
+def tuned_cbo(setup: Setup, seed: int = 0, episodes: int = 1) -> tuple[CBOPolicy, CBOPolicy, dict[str, Any]]:
+    """CBO and cbo+teacher tuned by grid search on training traces and training clips only."""
+    a_r, a_t = profiled_accuracy(select_profile(setup.profile, setup.config.replace(profile_split="train")))
+    env = setup.factory("train")(len(setup.train_traces) * episodes, setup.train_traces)
+
+    def score(pol: Policy) -> float:
+        return evaluate(pol, lambda n, t: env, setup.train_traces, episodes, seed=seed + 1).metrics["all"]["accuracy"]
+
+    t0 = time.time()
+    cbo, cbot, grid = tune_cbo(score, a_r, a_t)
+    info = {"tuned_on": f"{len(setup.train_traces)} training traces x {episodes} episode(s), training clips",
+            "seconds": round(time.time() - t0, 1), "cbo": cbo.describe(), "cbo+teacher": cbot.describe(),
+            "grid": grid}
+    return cbo, cbot, info
+
+
+def named_policies(setup: Setup, names: Sequence[str], seed: int = 0) -> tuple[dict[str, Policy], dict[str, Any]]:
+    """Policies by name: local, offload@<r>, teacher, random, oracle, cbo, cbo+teacher (CBO tuned on train)."""
+    available = baseline_policies(setup.action_names(), seed)
+    tuning: dict[str, Any] = {}
+    if {"cbo", "cbo+teacher"} & set(names):
+        cbo, cbot, tuning = tuned_cbo(setup, seed)
+        available.update({"cbo": cbo, "cbo+teacher": cbot})
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + ['cbo', 'cbo+teacher']}")
+    return {n: available[n] for n in names}, tuning
+
+
+def evaluate_on_test(setup: Setup, policies: dict[str, Policy], episodes: int, seed: int,
+                     progress: bool = False) -> dict[str, EvalResult]:
+    """Paired evaluation of every policy on the held-out traces x held-out clips."""
+    return evaluate_many(policies, setup.factory("test"), setup.test_traces, episodes, seed, progress)
+
+
+def trace_means(traces: Sequence[Trace]) -> np.ndarray:
+    return np.array([t.mean_mbps for t in traces])
