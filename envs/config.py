@@ -29,6 +29,9 @@ class EnvConfig:
         compute_scale: multiplies the profile's measured server and teacher compute times.
         student_ms: on-device inference time before a decision; None uses the profile's measured int8 latency.
         byte_cost: reward penalty per megabyte sent (0: pure accuracy).
+        reward_baseline: ``"none"`` (reward = 1 if the answer used is correct) or ``"local"`` (minus whether the
+            local answer would have been correct). The local answer's correctness does not depend on the action,
+            so the optimal policy is the same; for training, "local" removes most of the reward's noise.
         history: number of past upload throughput measurements in the observation.
         max_queue: uploads the device's send buffer holds; an offload when it is full is not sent (local answer).
         rate_ema: smoothing factor of the recent-offload-rate feature.
@@ -47,6 +50,7 @@ class EnvConfig:
     compute_scale: float = 1.0
     student_ms: float | None = None
     byte_cost: float = 0.0
+    reward_baseline: Literal["none", "local"] = "none"
     history: int = 4
     max_queue: int = 16
     rate_ema: float = 0.1
@@ -72,6 +76,7 @@ class EnvConfig:
         need(self.compute_scale >= 0, "compute_scale", ">= 0")
         need(self.student_ms is None or self.student_ms >= 0, "student_ms", "None or >= 0")
         need(self.byte_cost >= 0, "byte_cost", ">= 0")
+        need(self.reward_baseline in ("none", "local"), "reward_baseline", "'none' or 'local'")
         need(isinstance(self.history, int) and self.history >= 1, "history", "an int >= 1")
         need(isinstance(self.max_queue, int) and self.max_queue >= 1, "max_queue", "an int >= 1")
         need(0 < self.rate_ema <= 1, "rate_ema", "in (0, 1]")

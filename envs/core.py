@@ -228,6 +228,8 @@ class OffloadDynamics:
         self.n += 1
 
         reward = correct - cfg.byte_cost * nbytes / 1e6
+        if cfg.reward_baseline == "local":
+            reward = reward - self.student_correct[f]
         latency_ms = np.where(on_time, (answer - t) * 1000.0, np.where(send, cfg.deadline_ms, self.student_s * 1000.0))
         info = {"correct": correct, "used_remote": on_time, "late": send & ~on_time, "refused": refused,
                 "latency_ms": latency_ms, "bytes": nbytes, "true_mbps": self.bank.mbps_at(self.row, td),
