@@ -12,10 +12,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-NOT_YET = {
-    "train": "issue #7 (SB3 training) and #8 (RLlib)",
-    "export": "issue #9 (ONNX export and device runtime)",
-}
 BASELINES = "local,offload@112,offload@160,offload@208,offload@256,teacher,random,cbo,cbo+teacher,oracle"
 
 
@@ -29,20 +25,112 @@ def _load_inputs(args: argparse.Namespace):
     return profile, traces, origin
 
 
+def _train_config(args: argparse.Namespace):
+    from agents.sb3_train import TrainConfig
+
+    return TrainConfig(algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs, seed=args.seed,
+                       eval_freq=max(1, min(100_000, args.timesteps // 10)),
+                       checkpoint_freq=max(1, min(100_000, args.timesteps // 5)))
+
+
+def _write_run_config(out: Path, args: argparse.Namespace, setup, origin: str, tcfg) -> None:
+    import json
+    import os
+    from dataclasses import asdict
+
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"command": sys.argv, "profile": str(args.profile), "traces": origin, "seed": args.seed,
+               "env_config": setup.config.to_dict(), "train_config": asdict(tcfg),
+               "train_traces": len(setup.train_traces), "test_traces": len(setup.test_traces)}
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, out / "config.json")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job: load profile and traces, then train, evaluate and export (stages land with their issues)."""
-    from bandwidth_traces import split
-    from bandwidth_traces.stats import family_table, format_table
+    """The main job: tune CBO, train the agent, evaluate everything on held-out traces x clips, write the run."""
+    import time
+
+    from agents.report import write_report
+    from agents.sb3_train import load_sb3_policy, train_sb3
+    from agents.suite import Setup, evaluate_on_test, named_policies, trace_means
+
+    t0 = time.time()
+    profile, traces, origin = _load_inputs(args)
+    setup = Setup.create(profile, traces)
+    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
+    tcfg = _train_config(args)
+    _write_run_config(out, args, setup, origin, tcfg)
+    print(f"profile {args.profile}: {profile.n_frames} frames; traces: {origin}")
+    print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
+          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
+    policies, tuning = named_policies(setup, [n for n in BASELINES.split(",")], args.seed)
+    print(f"CBO tuned on training traces x clips in {tuning['seconds']} s: tau={policies['cbo'].tau}, "
+          f"margin={policies['cbo'].margin}; cbo+teacher tau_teacher={policies['cbo+teacher'].tau_teacher}")
+    print(f"training {args.algo.upper()} for {args.timesteps:,} steps -> {out}")
+    result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
+    print(f"trained in {result.seconds:.0f} s; best validation accuracy "
+          f"{max(h['val_accuracy'] for h in result.history):.4f}")
+    policies[args.algo] = load_sb3_policy(result.best_path, args.algo)
+    results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=not args.no_progress)
+    extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
+             "seed": args.seed, "train_seconds": round(result.seconds, 1), "timesteps": result.timesteps,
+             "cbo_tuning": tuning, "total_seconds": round(time.time() - t0, 1)}
+    write_report(results, out, trace_means(setup.test_traces), setup.action_names(), extra)
+    print()
+    print((out / "report.md").read_text())
+    onnx_path = _export_and_check(out, setup)
+    print(f"policy exported to {onnx_path} (ONNX Runtime matches PyTorch on held-out observations)")
+    print(f"run written to {out}/ in {time.time() - t0:.0f} s")
+    return 0
+
+
+def _export_and_check(run_dir: Path, setup) -> Path:
+    """Export the run's best model to ONNX and check greedy-action parity on held-out observations."""
+    import numpy as np
+
+    from agents.baselines import RandomPolicy
+    from agents.deploy import OnnxPolicy
+    from agents.evaluate import make_episodes, rollout
+    from agents.export import export_run, torch_logits
+    from agents.sb3_train import load_sb3_policy
+
+    path = export_run(run_dir)
+    env = setup.factory("test")(len(setup.test_traces), setup.test_traces)
+    rollout(RandomPolicy(env.core.n_actions, seed=1), env, make_episodes(env, 1, seed=7))
+    obs = env.core.observe()
+    want = torch_logits(load_sb3_policy(run_dir / "best_model.zip").model, obs).argmax(1)
+    got = OnnxPolicy(path).act(obs)
+    if not np.array_equal(want, got):
+        raise RuntimeError(f"exported policy disagrees with PyTorch on {(want != got).sum()} observations")
+    return path
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a training run's best policy to ONNX for devices."""
+    from agents.deploy import OnnxPolicy
+    from agents.export import export_run
+
+    path = export_run(args.run_dir, args.output)
+    pol = OnnxPolicy(path)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.1f} kB): obs float32 [batch, {pol.dim}] -> logits, action; "
+          f"actions {pol.action_names}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a policy (stable-baselines3) on the training split; the model lands in --out."""
+    from agents.sb3_train import train_sb3
+    from agents.suite import Setup
 
     profile, traces, origin = _load_inputs(args)
-    train, test = split(traces, test_fraction=0.3, seed=args.seed)
-    print(f"frame profile: {args.profile}")
-    print(profile.summary(), end="")
-    print(f"\ntraces: {len(traces)} from {origin}; split {len(train)} train / {len(test)} test (by file, seed {args.seed})")
-    print(format_table(family_table(traces)), end="")
-    print()
-    for stage, where in NOT_YET.items():
-        print(f"{stage}: not implemented yet ({where})")
+    setup = Setup.create(profile, traces)
+    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
+    tcfg = _train_config(args)
+    _write_run_config(out, args, setup, origin, tcfg)
+    result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {result.timesteps:,} steps in {result.seconds:.0f} s; model {result.model_path}, "
+          f"best (validation) {result.best_path}, learning curve {out / 'learning_curve.png'}")
     return 0
 
 
@@ -86,11 +174,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return run_build(args)
 
 
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    print(f"{args.cmd}: not implemented yet ({NOT_YET[args.cmd]})", file=sys.stderr)
-    return 3
-
-
 def build_parser() -> argparse.ArgumentParser:
     from perception import DEFAULT_PROFILE
     from perception.__main__ import add_build_args
@@ -106,13 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         return p
 
-    common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)"))
-    common(sub.add_parser("train", help="train a policy with stable-baselines3 or RLlib"))
+    def training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--algo", choices=["ppo", "a2c", "dqn"], default="ppo", help="SB3 algorithm (default: ppo)")
+        p.add_argument("--timesteps", type=int, default=1_500_000, help="environment steps (default: %(default)s)")
+        p.add_argument("--n-envs", type=int, default=32, help="parallel envs in the batched env")
+        p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<algo>-seed<seed>)")
+        p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        return p
+
+    p = training(common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)")))
+    p.add_argument("--episodes", type=int, default=8, help="evaluation episodes per test trace (default: %(default)s)")
+    training(common(sub.add_parser("train", help="train a policy with stable-baselines3 on the training split")))
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
     p.add_argument("--policies", default=BASELINES, help="comma-separated (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=4, help="episodes per test trace (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder (default: %(default)s)")
-    common(sub.add_parser("export", help="export a trained policy to ONNX for devices"))
+    p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
+    p.add_argument("run_dir", type=Path, help="training run folder (holds train.json and best_model.zip)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="ONNX file (default: RUN_DIR/policy.onnx)")
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", default=None, help="trace file or folder, or 'embedded' (default: ../shared/traces)")
@@ -126,9 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "traces": cmd_traces, "profile": cmd_profile, "evaluate": cmd_evaluate}
+    handlers = {"run": cmd_run, "train": cmd_train, "traces": cmd_traces, "profile": cmd_profile,
+                "evaluate": cmd_evaluate, "export": cmd_export}
     try:
-        return handlers.get(args.cmd, cmd_not_yet)(args)
+        return handlers[args.cmd](args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,17 +2,29 @@
 
 ``Policy`` is the one interface (batched obs -> actions) implemented by CBO, the baselines, learned SB3/RLlib
 agents and the ONNX device runtime; ``evaluate`` runs any of them on fixed, paired episodes and
-``write_report`` turns results into report.json / report.md / PNGs.
+``write_report`` turns results into report.json / report.md / PNGs. Names are imported lazily, so the device
+runtime (``agents.deploy``) loads with NumPy and ONNX Runtime alone.
 """
 
 from __future__ import annotations
 
-from .baselines import ConstantPolicy, HindsightOracle, RandomPolicy, baseline_policies
-from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
-from .evaluate import Episodes, EvalResult, Rollout, bootstrap_ci, evaluate, evaluate_many, make_episodes
-from .policy import FieldIndex, Policy
-from .report import write_report
+from importlib import import_module
+from typing import Any
 
-__all__ = ["CBOPolicy", "ConstantPolicy", "Episodes", "EvalResult", "FieldIndex", "HindsightOracle", "Policy",
-           "RandomPolicy", "Rollout", "baseline_policies", "bootstrap_ci", "evaluate", "evaluate_many",
-           "make_episodes", "profiled_accuracy", "tune_cbo", "write_report"]
+_EXPORTS = {
+    "Policy": "policy", "FieldIndex": "policy",
+    "ConstantPolicy": "baselines", "HindsightOracle": "baselines", "RandomPolicy": "baselines",
+    "baseline_policies": "baselines",
+    "CBOPolicy": "cbo", "profiled_accuracy": "cbo", "tune_cbo": "cbo",
+    "Episodes": "evaluate", "EvalResult": "evaluate", "Rollout": "evaluate", "bootstrap_ci": "evaluate",
+    "evaluate": "evaluate", "evaluate_many": "evaluate", "make_episodes": "evaluate",
+    "write_report": "report",
+    "OnnxPolicy": "deploy", "DeviceFeatures": "deploy",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

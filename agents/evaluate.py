@@ -139,8 +139,8 @@ def evaluate(policy: Policy, env_factory: EnvFactory, traces: Sequence[Trace], e
         raise ValueError(f"env_factory built an env over {len(env.core.traces)} traces, expected exactly the "
                          f"{len(traces)} given (use trace_split='all' and pre-filtered traces)")
     r = rollout(policy, env, eps)
-    fams = np.array([env.core.traces[i].family for i in eps.trace])
-    metrics = {fam: summarize(r, fams == fam, env.action_names, seed) for fam in sorted(set(fams))}
+    fams = np.array([str(env.core.traces[i].family) for i in eps.trace])
+    metrics = {str(fam): summarize(r, fams == fam, env.action_names, seed) for fam in sorted(set(fams.tolist()))}
     metrics["all"] = summarize(r, np.ones(len(eps), bool), env.action_names, seed)
     return EvalResult(policy.name, metrics, r, policy.describe())
 

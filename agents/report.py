@@ -25,10 +25,35 @@ def report_json(results: dict[str, EvalResult]) -> dict[str, Any]:
     return {name: r.metrics for name, r in results.items()}
 
 
+def paired_versus(results: dict[str, EvalResult], reference: str = "cbo", seed: int = 0) -> dict[str, Any]:
+    """Per policy and family: mean per-episode accuracy difference to ``reference`` (same episodes) with a
+    bootstrap 95% interval, and the share of the reference-to-oracle gap closed."""
+    from .evaluate import bootstrap_ci
+
+    if reference not in results:
+        return {}
+    ref = results[reference].metrics
+    oracle = results.get("oracle")
+    out: dict[str, Any] = {}
+    for name, r in results.items():
+        if name in (reference, "oracle"):
+            continue
+        out[name] = {}
+        for fam, m in r.metrics.items():
+            diff = np.array(m["episode_accuracy"]) - np.array(ref[fam]["episode_accuracy"])
+            entry = {"difference": float(diff.mean()), "difference_ci95": list(bootstrap_ci(diff, seed))}
+            if oracle is not None:
+                gap = oracle.metrics[fam]["accuracy"] - ref[fam]["accuracy"]
+                entry["gap_closed"] = float(diff.mean() / gap) if gap > 0 else float("nan")
+            out[name][fam] = entry
+    return out
+
+
 def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What produced the report: each policy's parameters (e.g. tuned thresholds), notes, run details."""
-    return {"policies": {name: r.description for name, r in results.items()}, "notes": [ORACLE_NOTE],
-            "run": extra or {}}
+    """What produced the report: each policy's parameters (e.g. tuned thresholds), paired comparison to CBO,
+    notes, run details."""
+    return {"policies": {name: r.description for name, r in results.items()}, "paired_vs_cbo": paired_versus(results),
+            "notes": [ORACLE_NOTE], "run": extra or {}}
 
 
 def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips") -> str:
@@ -61,6 +86,19 @@ def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on 
     for name, r in results.items():
         mix = r.metrics["all"]["action_mix"]
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mix.values()) + " |")
+    paired = paired_versus(results)
+    learned = [n for n in paired if n not in ("local", "teacher", "random") and not n.startswith("offload@")]
+    if learned:
+        lines += ["", "Paired difference to CBO (same episodes; mean per-episode accuracy difference "
+                  "[95% bootstrap interval]; share of the CBO-to-oracle gap closed):", "",
+                  "| policy | " + " | ".join(fams) + " |", "|---|" + "---:|" * len(fams)]
+        for name in learned:
+            cells = []
+            for fam in fams:
+                e = paired[name][fam]
+                gap = f", {e['gap_closed']:.0%} of gap" if "gap_closed" in e else ""
+                cells.append(f"{e['difference']:+.3f} [{e['difference_ci95'][0]:+.3f}, {e['difference_ci95'][1]:+.3f}]{gap}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

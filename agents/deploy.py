@@ -1,0 +1,109 @@
+"""Device-side runtime for an exported policy: NumPy + ONNX Runtime only (no PyTorch, no Gymnasium).
+
+``DeviceFeatures`` turns raw device signals into the observation with the very code the environment uses
+(``envs/features.py``, NumPy-only, loaded here by path so that no simulator package is imported), and
+``OnnxPolicy`` runs the exported network. ``OnnxPolicy`` is an ``agents.Policy``, so ``agents.evaluate`` can
+check on the simulator that the deployed artefact behaves exactly like the trained policy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .policy import Policy
+
+
+def _features_module():
+    name = "_offload_gym_features"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "envs" / "features.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+class OnnxPolicy(Policy):
+    """Greedy actions from an exported ``policy.onnx``, validating every batch against the model's layout."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1, name: str = "onnx"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.observation_fields: list[str] = json.loads(meta["observation_fields"])
+            self.action_names: list[str] = json.loads(meta["action_names"])
+        except KeyError as exc:
+            raise ValueError(f"{self.path}: not an offload-gym policy (metadata {exc.args[0]!r} missing)") from None
+        self.metadata = dict(meta)
+        self.dim = len(self.observation_fields)
+        self.name = name
+
+    def _check(self, obs: Any) -> NDArray[np.float32]:
+        layout = f"float32 [batch, {self.dim}] with fields {self.observation_fields}"
+        if not isinstance(obs, np.ndarray):
+            raise TypeError(f"observation must be a NumPy array: expected {layout}")
+        if obs.dtype != np.float32:
+            raise TypeError(f"observation dtype is {obs.dtype}, expected {layout}")
+        if obs.ndim != 2 or obs.shape[1] != self.dim:
+            raise ValueError(f"observation shape is {obs.shape}, expected {layout}")
+        if not np.isfinite(obs).all():
+            bad = sorted({self.observation_fields[j] for j in np.argwhere(~np.isfinite(obs))[:, 1]})
+            raise ValueError(f"observation has NaN or infinite values in fields {bad}")
+        return obs
+
+    def logits(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self.session.run(["logits"], {"obs": self._check(obs)})[0]
+
+    def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        return self.session.run(["action"], {"obs": self._check(obs)})[0].astype(np.int64)
+
+    def attach(self, env: Any) -> None:
+        fields = list(getattr(env, "observation_fields", self.observation_fields))
+        if fields != self.observation_fields:
+            raise ValueError(f"{self.path} was exported for observation fields {self.observation_fields}, "
+                             f"but the env produces {fields}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "onnx": str(self.path), "algorithm": self.metadata.get("algorithm")}
+
+
+class DeviceFeatures:
+    """Builds the policy's observation from raw device signals, with the environment's own feature code.
+
+    The timing constants (deadline, round trips, server compute, send-buffer size, prior) describe the
+    deployment and must match what the policy was trained with; ``OnnxPolicy.metadata["env_config"]`` has them.
+    """
+
+    def __init__(self, top_k: int, history: int, resolutions: tuple[int, ...], deadline_s: float,
+                 remote_rtt_s: tuple[float, ...], remote_compute_s: tuple[float, ...], max_queue: int,
+                 prior_mbps: float):
+        f = _features_module()
+        self._f = f
+        self.spec = f.ObservationSpec(top_k, history, tuple(resolutions), deadline_s, tuple(remote_rtt_s),
+                                      tuple(remote_compute_s), max_queue, prior_mbps)
+
+    @property
+    def field_names(self) -> list[str]:
+        return self.spec.field_names
+
+    def __call__(self, topk_prob: NDArray, remote_kb: NDArray, meas_mbps: NDArray, n_meas: NDArray,
+                 backlog_s: NDArray, pending: NDArray, since_meas_s: NDArray, offload_rate: NDArray,
+                 last_action: NDArray) -> NDArray[np.float32]:
+        """Observations [B, D] (see ``envs/features.py`` for each argument)."""
+        return self._f.build_observation(self.spec, topk_prob, remote_kb, meas_mbps, n_meas, backlog_s, pending,
+                                         since_meas_s, offload_rate, last_action)
