@@ -118,13 +118,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rllib(args: argparse.Namespace, setup, origin: str) -> int:
+    """RLlib PPO on a local Ray instance or an existing cluster (--address); --tune runs a small sweep."""
+    from agents.rllib import RLlibConfig, train_rllib, tune_sweep
+
+    out = args.out or Path("runs") / f"rllib-ppo-seed{args.seed}"
+    iterations = args.iterations or max(1, args.timesteps // 8192)
+    cfg = RLlibConfig(iterations=iterations, num_env_runners=args.num_env_runners, seed=args.seed)
+    traces_path = None if origin.startswith("embedded") else origin
+    if args.tune:
+        res = tune_sweep(setup, out, str(args.profile), traces_path, cfg, args.address)
+        for row in res["trials"]:
+            print(row)
+        return 0
+    info = train_rllib(setup, out, str(args.profile), traces_path, cfg, args.address, resume=args.resume)
+    print(f"ray.init {info['ray_init_s']} s, build {info['build_s']} s, {info['seconds_per_iteration']:.2f} s per "
+          f"iteration; best validation accuracy {info['best_val_accuracy']:.4f}; checkpoint in {out}/checkpoint")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a policy (stable-baselines3) on the training split; the model lands in --out."""
+    """Train a policy on the training split (stable-baselines3, or RLlib with --framework rllib)."""
     from agents.sb3_train import train_sb3
     from agents.suite import Setup
 
     profile, traces, origin = _load_inputs(args)
     setup = Setup.create(profile, traces)
+    if args.framework == "rllib":
+        return cmd_train_rllib(args, setup, origin)
     out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
     tcfg = _train_config(args)
     _write_run_config(out, args, setup, origin, tcfg)
@@ -132,6 +153,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {result.timesteps:,} steps in {result.seconds:.0f} s; model {result.model_path}, "
           f"best (validation) {result.best_path}, learning curve {out / 'learning_curve.png'}")
     return 0
+
+
+def load_run_policy(run: Path):
+    """The learned policy of a run folder, SB3 or RLlib (named after the folder)."""
+    import json
+
+    info = json.loads((run / "train.json").read_text())
+    if info.get("framework") == "rllib":
+        from agents.rllib import RLlibPolicy
+
+        return RLlibPolicy.from_run(run, name=run.name)
+    from agents.sb3_train import load_sb3_policy
+
+    return load_sb3_policy(run / "best_model.zip", name=run.name)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -143,6 +178,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     setup = Setup.create(profile, traces)
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     policies, tuning = named_policies(setup, names, args.seed)
+    for run in args.runs:
+        pol = load_run_policy(run)
+        policies[pol.name] = pol
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=True)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
@@ -200,11 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = training(common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)")))
     p.add_argument("--episodes", type=int, default=8, help="evaluation episodes per test trace (default: %(default)s)")
-    training(common(sub.add_parser("train", help="train a policy with stable-baselines3 on the training split")))
+    p = training(common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training split")))
+    p.add_argument("--framework", choices=["sb3", "rllib"], default="sb3")
+    p.add_argument("--num-env-runners", type=int, default=2, help="RLlib: EnvRunner processes (default: 2)")
+    p.add_argument("--iterations", type=int, default=None, help="RLlib: training iterations "
+                   "(default: timesteps / 8192)")
+    p.add_argument("--address", default=None, help="RLlib: join this Ray cluster (default: a local Ray, loopback only)")
+    p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
     p.add_argument("--policies", default=BASELINES, help="comma-separated (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=4, help="episodes per test trace (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder (default: %(default)s)")
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders (SB3 or RLlib) to "
+                   "evaluate beside the baselines")
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
     p.add_argument("run_dir", type=Path, help="training run folder (holds train.json and best_model.zip)")
     p.add_argument("-o", "--output", type=Path, default=None, help="ONNX file (default: RUN_DIR/policy.onnx)")

@@ -85,7 +85,9 @@ def main() -> None:
                 t0 = time.perf_counter_ns()
                 fn(o)
                 times[k].append(time.perf_counter_ns() - t0)
-        params = sum(p.numel() for p in actor.parameters())
+        pol = model.policy  # only the exported (greedy) path counts: no critic
+        exported = [pol.q_net] if hasattr(pol, "q_net") else [pol.mlp_extractor.policy_net, pol.action_net]
+        params = sum(p.numel() for m in exported for p in m.parameters())
         rows = [(k, np.median(v) / 1e3, np.percentile(v, 99) / 1e3) for k, v in times.items()]
     print(f"policy: {dim} inputs, {params:,} parameters; ONNX file {onnx_kb:.1f} kB; "
           f"PyTorch weights {params * 4 / 1024:.1f} kB (float32)")

@@ -150,8 +150,11 @@ class OffloadDynamics:
     def _pending(self, td: NDArray) -> NDArray[np.int64]:
         return (self.fin > td[:, None]).sum(1)
 
-    def observe(self) -> NDArray[np.float32]:
-        """Observations of all B devices at their current frame's decision time."""
+    def device_signals(self) -> dict[str, NDArray]:
+        """What each device knows at its current decision time, as raw signals (``build_observation``'s inputs).
+
+        Includes ``frame`` (profile index) and ``true_mbps`` (only with ``oracle_bandwidth``, else None).
+        """
         f = self._frame()
         _, td = self._times()
         pending = self._pending(td)
@@ -159,13 +162,20 @@ class OffloadDynamics:
         idx = newest[:, None] - self._hist[None, :]
         valid = idx >= 0
         slot = np.where(valid, idx, 0) % self._ring
-        meas = self.thr[self._arange[:, None], slot]
         last_done = np.where(newest >= 0, self.fin[self._arange, np.maximum(newest, 0) % self._ring], self.t0)
-        true_mbps = self.bank.mbps_at(self.row, td) if self.config.oracle_bandwidth else None
+        return {"frame": f, "topk_prob": self.profile.student_topk_prob[f], "remote_kb": self.remote_kb[f],
+                "meas_mbps": self.thr[self._arange[:, None], slot], "n_meas": valid.sum(1),
+                "backlog_s": np.maximum(self.link_free - td, 0.0), "pending": pending,
+                "since_meas_s": td - last_done, "offload_rate": self.ema, "last_action": self.last_action,
+                "true_mbps": self.bank.mbps_at(self.row, td) if self.config.oracle_bandwidth else None}
+
+    def observe(self) -> NDArray[np.float32]:
+        """Observations of all B devices at their current frame's decision time."""
+        sig = self.device_signals()
         return build_observation(
-            self.spec, None, self.remote_kb[f], meas, valid.sum(1),
-            np.maximum(self.link_free - td, 0.0), pending, td - last_done, self.ema, self.last_action, true_mbps,
-            conf_features=self.conf_features[f])
+            self.spec, None, sig["remote_kb"], sig["meas_mbps"], sig["n_meas"], sig["backlog_s"], sig["pending"],
+            sig["since_meas_s"], sig["offload_rate"], sig["last_action"], sig["true_mbps"],
+            conf_features=self.conf_features[sig["frame"]])
 
     # ---- one frame -----------------------------------------------------------------------------------------
     def _remote(self, f: NDArray, t: NDArray, td: NDArray, ri: NDArray, send: NDArray) -> tuple[NDArray, ...]:

@@ -102,22 +102,14 @@ def test_device_features_reproduce_the_env_observation(trained) -> None:
     _, path, profile, traces, cfg = trained
     env = OffloadVectorEnv(8, profile, traces, cfg)
     rollout(RandomPolicy(env.core.n_actions, seed=2), env, _eps(env))
-    core = env.core
-    spec = core.spec
+    spec = env.core.spec
     dev = DeviceFeatures(spec.top_k, spec.history, spec.resolutions, spec.deadline_s, spec.remote_rtt_s,
                          spec.remote_compute_s, spec.max_queue, spec.prior_mbps)
     assert dev.field_names == env.observation_fields == OnnxPolicy(path).observation_fields
-    f = core._frame()
-    _, td = core._times()
-    pending = core._pending(td)
-    newest = core.issued - pending - 1
-    idx = newest[:, None] - core._hist[None, :]
-    rows = np.arange(8)[:, None]
-    meas = core.thr[rows, np.maximum(idx, 0) % core._ring]
-    last_done = np.where(newest >= 0, core.fin[np.arange(8), np.maximum(newest, 0) % core._ring], core.t0)
-    obs = dev(core.profile.student_topk_prob[f], core.remote_bytes[f] / 1000, meas, (idx >= 0).sum(1),
-              np.maximum(core.link_free - td, 0), pending, td - last_done, core.ema, core.last_action)
-    assert np.allclose(obs, core.observe(), atol=1e-6)
+    sig = env.core.device_signals()
+    obs = dev(sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"], sig["n_meas"], sig["backlog_s"],
+              sig["pending"], sig["since_meas_s"], sig["offload_rate"], sig["last_action"])
+    assert np.allclose(obs, env.core.observe(), atol=1e-6)
 
 
 def _eps(env):

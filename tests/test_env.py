@@ -174,17 +174,10 @@ def test_device_features_from_raw_signals_equal_env_observation() -> None:
 
     env = hand_env(constant_trace(2.0), episode_frames=8)
     obs, _ = env.reset(seed=1)
-    core = env.core
     for a in [1, 2, 0, 3, 1, 1, 0]:
-        f = core._frame()
-        _, td = core._times()
-        pending = core._pending(td)
-        newest = core.issued - pending - 1
-        idx = newest[:, None] - core._hist[None, :]
-        meas = core.thr[0, np.maximum(idx, 0) % core._ring]
-        last_done = core.fin[0, newest % core._ring] if newest[0] >= 0 else core.t0
-        device = build_observation(core.spec, core.profile.student_topk_prob[f], core.remote_bytes[f] / 1000.0,
-                                   meas, (idx >= 0).sum(1), np.maximum(core.link_free - td, 0), pending,
-                                   td - last_done, core.ema, core.last_action)
+        sig = env.core.device_signals()
+        device = build_observation(env.core.spec, sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"],
+                                   sig["n_meas"], sig["backlog_s"], sig["pending"], sig["since_meas_s"],
+                                   sig["offload_rate"], sig["last_action"])
         assert np.allclose(device[0], obs, atol=1e-6)
         obs = env.step(a)[0]

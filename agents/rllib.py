@@ -1,0 +1,221 @@
+"""RLlib PPO (new API stack: RLModule, Learner, EnvRunners) on the same env, config, profile and traces.
+
+Runs on this machine (a local Ray instance, dashboard off, loopback only) or joins a Ray cluster (``address``).
+EnvRunners are separate processes, so each builds its env from paths and the exact list of training trace
+names; failed EnvRunners are restarted instead of ending training. Checkpoints are written after every few
+iterations (to a temporary folder, then swapped in), and ``resume=True`` restores the last one. The trained
+RLModule is wrapped as an ``agents.Policy`` so the same evaluation and report apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .policy import Policy
+
+ENV_NAME = "offload-gym-FrameOffload"
+
+
+@dataclass(frozen=True)
+class RLlibConfig:
+    """RLlib training settings (defaults sized for 2 cores; scale num_env_runners on a cluster)."""
+
+    iterations: int = 50
+    num_env_runners: int = 1
+    envs_per_runner: int = 8
+    train_batch: int = 8192
+    minibatch: int = 1024
+    epochs: int = 10
+    lr: float = 3e-4
+    gamma: float = 0.9
+    lambda_: float = 0.9
+    entropy_coeff: float = 0.02
+    hidden: tuple[int, ...] = (256, 256)
+    reward_baseline: str = "local"
+    episode_frames: int = 300
+    checkpoint_every: int = 5
+    seed: int = 0
+    val_fraction: float = 0.2
+
+
+def make_env(env_config: dict[str, Any]):
+    """EnvRunner-side constructor: profile and traces from paths, the listed trace names only."""
+    from bandwidth_traces import embedded_traces, load_traces
+    from envs import EnvConfig, OffloadEnv
+    from perception import FrameProfile
+
+    profile = FrameProfile.load(env_config["profile"])
+    src = env_config.get("traces")
+    traces = load_traces(src) if src else embedded_traces(seed=env_config.get("trace_seed", 0))
+    wanted = set(env_config["trace_names"])
+    chosen = [t for t in traces if f"{t.family}/{t.name}" in wanted]
+    if len(chosen) != len(wanted):
+        raise ValueError(f"env runner found {len(chosen)} of {len(wanted)} training traces under {src or 'embedded'}")
+    return OffloadEnv(profile, chosen, EnvConfig.from_dict(env_config["config"]))
+
+
+def register() -> None:
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, make_env)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> float:
+    """Start (or join) Ray; returns the seconds it took. Local: dashboard off, bound to loopback."""
+    import ray
+
+    t0 = time.time()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, configure_logging=False)
+    return time.time() - t0
+
+
+def build_config(setup: Any, profile_path: str, traces_path: str | None, cfg: RLlibConfig):
+    """The PPOConfig over the training traces (minus validation) and training clips."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from bandwidth_traces import split as split_traces
+
+    fit, _ = split_traces(setup.train_traces, cfg.val_fraction, cfg.seed + 1)
+    env_cfg = setup.env_config("train").replace(reward_baseline=cfg.reward_baseline,
+                                                episode_frames=cfg.episode_frames)
+    env_config = {"profile": profile_path, "traces": traces_path, "config": env_cfg.to_dict(),
+                  "trace_names": [f"{t.family}/{t.name}" for t in fit]}
+    register()
+    return (PPOConfig()
+            .environment(ENV_NAME, env_config=env_config)
+            .env_runners(num_env_runners=cfg.num_env_runners, num_envs_per_env_runner=cfg.envs_per_runner,
+                         rollout_fragment_length="auto")
+            .learners(num_learners=0)
+            .training(lr=cfg.lr, gamma=cfg.gamma, lambda_=cfg.lambda_, entropy_coeff=cfg.entropy_coeff,
+                      train_batch_size_per_learner=cfg.train_batch, minibatch_size=cfg.minibatch,
+                      num_epochs=cfg.epochs)
+            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.hidden), fcnet_activation="tanh"))
+            .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100)
+            .debugging(seed=cfg.seed))
+
+
+class RLlibPolicy(Policy):
+    """A trained RLModule as a ``Policy``: greedy (argmax of the action-distribution inputs)."""
+
+    def __init__(self, module: Any, name: str = "rllib-ppo"):
+        self.module = module
+        self.name = name
+
+    def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        import torch
+
+        with torch.no_grad():
+            out = self.module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
+        return out["action_dist_inputs"].argmax(-1).numpy().astype(np.int64)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, name: str = "rllib-ppo") -> "RLlibPolicy":
+        """Load the RLModule of a run (its best-on-validation checkpoint, else the last) without a Ray cluster."""
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        run = Path(run_dir)
+        tail = Path("learner_group") / "learner" / "rl_module" / "default_policy"
+        candidates = [run / tail, run / "best" / tail, run / "checkpoint" / tail]
+        path = next((c for c in candidates if c.exists()), None)
+        if path is None:
+            raise FileNotFoundError(f"no RLlib checkpoint module under {run} (looked for best/ and checkpoint/)")
+        return cls(RLModule.from_checkpoint(path), name)
+
+
+def _swap_checkpoint(algo: Any, out: Path) -> None:
+    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp.resolve()))
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_path: str | None,
+                cfg: RLlibConfig = RLlibConfig(), address: str | None = None, resume: bool = False,
+                log=print) -> dict[str, Any]:
+    """Train; returns timing and per-iteration results (also written to out_dir/train.json)."""
+    from .evaluate import evaluate, make_episodes
+    from bandwidth_traces import split as split_traces
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    init_s = init_ray(address)
+    log(f"ray.init: {init_s:.1f} s")
+    t_build = time.time()
+    algo = build_config(setup, profile_path, traces_path, cfg).build_algo()
+    build_s = time.time() - t_build
+    state_path = out / "state.json"
+    history: list[dict[str, Any]] = []
+    start_iter = 0
+    if resume and (out / "checkpoint").exists():
+        algo.restore_from_path(str((out / "checkpoint").resolve()))
+        state = json.loads(state_path.read_text())
+        history, start_iter = state["history"], state["iterations"]
+        log(f"resumed from {out / 'checkpoint'} after iteration {start_iter}")
+    _, val = split_traces(setup.train_traces, cfg.val_fraction, cfg.seed + 1)
+    val_env = setup.factory("train")(len(val), val)
+    val_eps = make_episodes(val_env, 1, cfg.seed + 2)
+    best = max((h.get("val_accuracy", -1) for h in history), default=-1.0)
+    for it in range(start_iter, cfg.iterations):
+        t0 = time.time()
+        result = algo.train()
+        iter_s = time.time() - t0
+        runners = result.get("env_runners", {})
+        row = {"iteration": it + 1, "seconds": round(iter_s, 2),
+               "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
+               "episode_return_mean": float(runners.get("episode_return_mean", float("nan")))}
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+            acc = evaluate(RLlibPolicy(algo.get_module()), lambda n, t: val_env, val, 1,
+                           episode_set=val_eps).metrics["all"]["accuracy"]
+            row["val_accuracy"] = acc
+            _swap_checkpoint(algo, out)
+            if acc > best:
+                best = acc
+                shutil.rmtree(out / "best", ignore_errors=True)
+                shutil.copytree(out / "checkpoint", out / "best")
+            state_path.write_text(json.dumps({"iterations": it + 1, "history": history + [row]}, indent=1))
+        history.append(row)
+        log(f"iteration {it + 1}/{cfg.iterations}: {iter_s:.1f} s, return {row['episode_return_mean']:.2f}"
+            + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
+    algo.stop()
+    info = {"framework": "rllib", "rllib_config": asdict(cfg), "ray_init_s": round(init_s, 2),
+            "build_s": round(build_s, 2), "history": history, "best_val_accuracy": best,
+            "seconds_per_iteration": float(np.median([h["seconds"] for h in history])) if history else None,
+            "address": address or "local"}
+    (out / "train.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_path: str | None,
+               cfg: RLlibConfig, address: str | None = None) -> dict[str, Any]:
+    """A small Ray Tune grid over learning rate and entropy coefficient; returns each trial's final return."""
+    from ray import tune
+
+    init_ray(address)
+    base = build_config(setup, profile_path, traces_path, cfg)
+    space = base.training(lr=tune.grid_search([1e-4, 3e-4]), entropy_coeff=tune.grid_search([0.01, 0.02]))
+    tuner = tune.Tuner("PPO", param_space=space,
+                       run_config=tune.RunConfig(stop={"training_iteration": cfg.iterations},
+                                                 storage_path=str(Path(out_dir).resolve() / "tune"), verbose=0))
+    grid = tuner.fit()
+    rows = [{"lr": r.config["lr"], "entropy_coeff": r.config["entropy_coeff"],
+             "episode_return_mean": r.metrics.get("env_runners", {}).get("episode_return_mean")} for r in grid]
+    (Path(out_dir) / "tune.json").write_text(json.dumps(rows, indent=1))
+    return {"trials": rows}

@@ -1,0 +1,71 @@
+"""RLlib: a one-iteration smoke test (default suite) and a multi-process kill-and-resume run (slow)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.rllib", reason="install the 'rllib' extra")
+
+from agents.evaluate import evaluate  # noqa: E402
+from agents.rllib import RLlibConfig, RLlibPolicy, train_rllib  # noqa: E402
+from agents.suite import Setup  # noqa: E402
+from bandwidth_traces import shared_traces_dir  # noqa: E402
+from envs import default_inputs  # noqa: E402
+from perception import DEFAULT_PROFILE  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup() -> tuple[Setup, str | None]:
+    profile, traces = default_inputs()
+    shared = shared_traces_dir()
+    return Setup.create(profile, traces), str(shared) if shared else None
+
+
+def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
+    import ray
+
+    setup, traces_path = _setup()
+    cfg = RLlibConfig(iterations=1, num_env_runners=0, envs_per_runner=2, train_batch=256, minibatch=128,
+                      epochs=1, episode_frames=50, checkpoint_every=1, hidden=(32, 32))
+    try:
+        info = train_rllib(setup, tmp_path, str(DEFAULT_PROFILE), traces_path, cfg, log=lambda _: None)
+    finally:
+        ray.shutdown()
+    assert info["ray_init_s"] > 0 and len(info["history"]) == 1 and info["history"][0]["env_steps"] >= 256
+    policy = RLlibPolicy.from_run(tmp_path)
+    res = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=0)
+    assert 0.0 <= res.metrics["all"]["accuracy"] <= 1.0
+    assert set(np.unique(res.rollout.action)) <= set(range(len(setup.action_names())))
+
+
+@pytest.mark.slow
+def test_rllib_two_env_runners_resume_after_kill(tmp_path: Path) -> None:
+    out = tmp_path / "rl"
+    cmd = [sys.executable, "train_agent.py", "train", "--framework", "rllib", "--num-env-runners", "2",
+           "--iterations", "40", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state = out / "state.json"
+    deadline = time.time() + 400
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["iterations"] >= 10):
+        time.sleep(2)
+    import os
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["iterations"]
+    assert done >= 10
+    resumed = subprocess.run(cmd[:-4] + ["--iterations", str(done + 5), "--out", str(out), "--resume"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    info = json.loads((out / "train.json").read_text())
+    assert info["history"][-1]["iteration"] == done + 5 and len(info["history"]) == done + 5
