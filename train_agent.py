@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-BASELINES = "local,offload@112,offload@160,offload@208,offload@256,teacher,random,cbo,cbo+teacher,oracle"
+
+
+def all_policy_names(setup) -> list[str]:
+    """Every baseline for the profile's actions, plus random, CBO, cbo+teacher and the hindsight oracle."""
+    return [*setup.action_names(), "random", "cbo", "cbo+teacher", "oracle"]
 
 
 def _load_inputs(args: argparse.Namespace):
@@ -64,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"profile {args.profile}: {profile.n_frames} frames; traces: {origin}")
     print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
           f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
-    policies, tuning = named_policies(setup, [n for n in BASELINES.split(",")], args.seed)
+    policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
     print(f"CBO tuned on training traces x clips in {tuning['seconds']} s: tau={policies['cbo'].tau}, "
           f"margin={policies['cbo'].margin}; cbo+teacher tau_teacher={policies['cbo+teacher'].tau_teacher}")
     print(f"training {args.algo.upper()} for {args.timesteps:,} steps -> {out}")
@@ -123,7 +127,7 @@ def cmd_train_rllib(args: argparse.Namespace, setup, origin: str) -> int:
     from agents.rllib import RLlibConfig, train_rllib, tune_sweep
 
     out = args.out or Path("runs") / f"rllib-ppo-seed{args.seed}"
-    iterations = args.iterations or max(1, args.timesteps // 8192)
+    iterations = args.iterations or 60
     cfg = RLlibConfig(iterations=iterations, num_env_runners=args.num_env_runners, seed=args.seed)
     traces_path = None if origin.startswith("embedded") else origin
     if args.tune:
@@ -176,7 +180,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     profile, traces, origin = _load_inputs(args)
     setup = Setup.create(profile, traces)
-    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    names = (all_policy_names(setup) if args.policies == "all"
+             else [n.strip() for n in args.policies.split(",") if n.strip()])
     policies, tuning = named_policies(setup, names, args.seed)
     for run in args.runs:
         pol = load_run_policy(run)
@@ -241,12 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = training(common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training split")))
     p.add_argument("--framework", choices=["sb3", "rllib"], default="sb3")
     p.add_argument("--num-env-runners", type=int, default=2, help="RLlib: EnvRunner processes (default: 2)")
-    p.add_argument("--iterations", type=int, default=None, help="RLlib: training iterations "
-                   "(default: timesteps / 8192)")
+    p.add_argument("--iterations", type=int, default=None, help="RLlib: training iterations of 8,192 steps "
+                   "(default: 60, enough to pass CBO here)")
     p.add_argument("--address", default=None, help="RLlib: join this Ray cluster (default: a local Ray, loopback only)")
     p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
-    p.add_argument("--policies", default=BASELINES, help="comma-separated (default: %(default)s)")
+    p.add_argument("--policies", default="all", help="comma-separated names (local, offload@<px>, teacher, random, "
+                   "cbo, cbo+teacher, oracle) or 'all' (default)")
     p.add_argument("--episodes", type=int, default=4, help="episodes per test trace (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder (default: %(default)s)")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders (SB3 or RLlib) to "

@@ -11,17 +11,20 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+# bound eagerly: the function shares its name with the submodule, which would otherwise shadow it once imported
+from .evaluate import evaluate  # noqa: E402  (NumPy-only module)
+
 _EXPORTS = {
     "Policy": "policy", "FieldIndex": "policy",
     "ConstantPolicy": "baselines", "HindsightOracle": "baselines", "RandomPolicy": "baselines",
     "baseline_policies": "baselines",
     "CBOPolicy": "cbo", "profiled_accuracy": "cbo", "tune_cbo": "cbo",
     "Episodes": "evaluate", "EvalResult": "evaluate", "Rollout": "evaluate", "bootstrap_ci": "evaluate",
-    "evaluate": "evaluate", "evaluate_many": "evaluate", "make_episodes": "evaluate",
+    "evaluate_many": "evaluate", "make_episodes": "evaluate",
     "write_report": "report",
     "OnnxPolicy": "deploy", "DeviceFeatures": "deploy",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "evaluate"])
 
 
 def __getattr__(name: str) -> Any:

@@ -18,9 +18,26 @@ import numpy as np
 OPSET = 17
 
 
+def _rllib_actor(module: Any):
+    import torch
+
+    class GreedyRLModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.module.forward_inference({"obs": obs})["action_dist_inputs"]
+            return logits, torch.argmax(logits, dim=1)
+
+    return GreedyRLModule().eval()
+
+
 def _actor_module(model: Any):
     import torch
 
+    if not hasattr(model, "policy"):  # an RLlib RLModule
+        return _rllib_actor(model)
     policy = model.policy
 
     class GreedyActor(torch.nn.Module):
@@ -57,7 +74,7 @@ def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str
 
     path = Path(path)
     dim = len(observation_fields)
-    if model.observation_space.shape != (dim,):
+    if getattr(model, "observation_space", None) is not None and model.observation_space.shape != (dim,):
         raise ValueError(f"model observes {model.observation_space.shape}, but {dim} observation fields were given")
     module = _actor_module(model)
     tmp = path.with_name(path.name + ".tmp")
@@ -70,7 +87,8 @@ def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str
     proto = onnx.load(str(tmp))
     meta = {"observation_fields": json.dumps(observation_fields), "action_names": json.dumps(action_names),
             "observation_dim": str(dim), "observation_normalization": "none: envs.features scales every field",
-            "algorithm": type(model).__name__, "producer": "offload-gym"}
+            "algorithm": type(model).__name__ if hasattr(model, "policy") else f"RLlib {type(model).__name__}",
+            "producer": "offload-gym"}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_meta or {}).items()})
     for k, v in meta.items():
         entry = proto.metadata_props.add()
@@ -82,17 +100,25 @@ def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Export the best model of a training run folder (``best_model.zip``, else ``model.zip``)."""
-    from .sb3_train import load_sb3_policy
-
+    """Export the best policy of a training run folder: SB3 (``best_model.zip``, else ``model.zip``) or RLlib."""
     run = Path(run_dir)
     info_path = run / "train.json"
     if not info_path.exists():
         raise FileNotFoundError(f"{run} is not a training run folder (no train.json)")
     info = json.loads(info_path.read_text())
-    model_path = run / "best_model.zip" if (run / "best_model.zip").exists() else run / "model.zip"
-    policy = load_sb3_policy(model_path)
-    return export_sb3(policy.model, out or run / "policy.onnx", info["observation_fields"], info["action_names"],
+    for key in ("observation_fields", "action_names"):
+        if key not in info:
+            raise ValueError(f"{info_path} lacks {key!r} (written by older code): retrain or re-export from a new run")
+    if info.get("framework") == "rllib":
+        from .rllib import RLlibPolicy
+
+        model, model_path = RLlibPolicy.from_run(run).module, run / "best"
+    else:
+        from .sb3_train import load_sb3_policy
+
+        model_path = run / "best_model.zip" if (run / "best_model.zip").exists() else run / "model.zip"
+        model = load_sb3_policy(model_path).model
+    return export_sb3(model, out or run / "policy.onnx", info["observation_fields"], info["action_names"],
                       {"profile_models": info.get("profile_models", {}),
                        "profile_weights_sha256": info.get("profile_weights_sha256", {}),
                        "env_config": info.get("env_config", {}), "source_model": model_path.name})

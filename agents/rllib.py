@@ -196,6 +196,9 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
     algo.stop()
     info = {"framework": "rllib", "rllib_config": asdict(cfg), "ray_init_s": round(init_s, 2),
+            "observation_fields": val_env.observation_fields, "action_names": val_env.action_names,
+            "profile_models": setup.profile.meta.get("models", {}),
+            "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
             "build_s": round(build_s, 2), "history": history, "best_val_accuracy": best,
             "seconds_per_iteration": float(np.median([h["seconds"] for h in history])) if history else None,
             "address": address or "local"}
@@ -205,17 +208,30 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
 
 def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_path: str | None,
                cfg: RLlibConfig, address: str | None = None) -> dict[str, Any]:
-    """A small Ray Tune grid over learning rate and entropy coefficient; returns each trial's final return."""
+    """A small Ray Tune grid over learning rate and entropy coefficient; returns each trial's final return.
+
+    On a local Ray (no ``address``) each trial samples in its own process (no extra EnvRunners) and trials run
+    one at a time: a trial asking for 1 + num_env_runners CPUs would otherwise never be scheduled on 2 cores.
+    """
+    from dataclasses import replace
+
     from ray import tune
 
     init_ray(address)
+    if address is None:
+        cfg = replace(cfg, num_env_runners=0)
     base = build_config(setup, profile_path, traces_path, cfg)
     space = base.training(lr=tune.grid_search([1e-4, 3e-4]), entropy_coeff=tune.grid_search([0.01, 0.02]))
     tuner = tune.Tuner("PPO", param_space=space,
+                       tune_config=tune.TuneConfig(max_concurrent_trials=None if address else 1),
                        run_config=tune.RunConfig(stop={"training_iteration": cfg.iterations},
                                                  storage_path=str(Path(out_dir).resolve() / "tune"), verbose=0))
     grid = tuner.fit()
-    rows = [{"lr": r.config["lr"], "entropy_coeff": r.config["entropy_coeff"],
-             "episode_return_mean": r.metrics.get("env_runners", {}).get("episode_return_mean")} for r in grid]
+    def ret(r: Any) -> float | None:
+        value = r.metrics.get("env_runners", {}).get("episode_return_mean")
+        return None if value is None else float(value)
+
+    rows = [{"lr": r.config["lr"], "entropy_coeff": r.config["entropy_coeff"], "episode_return_mean": ret(r)}
+            for r in grid]
     (Path(out_dir) / "tune.json").write_text(json.dumps(rows, indent=1))
     return {"trials": rows}

@@ -217,14 +217,15 @@ def plot_learning_curve(history: list[dict[str, float]], path: Path, algo: str) 
     if not history:
         return
     steps = [h["timesteps"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [h["val_accuracy"] for h in history], "o-", label="validation accuracy")
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    h1 = ax.plot(steps, [h["val_accuracy"] for h in history], "o-", label="validation accuracy (left)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("validation accuracy")
     ax2 = ax.twinx()
-    ax2.plot(steps, [h["train_episode_reward"] for h in history], "s--", color="C1", label="training episode reward")
-    ax2.set_ylabel("training episode reward (reward_baseline applied)")
-    fig.legend(loc="lower right", fontsize=8)
+    h2 = ax2.plot(steps, [h["train_episode_reward"] for h in history], "s--", color="C1",
+                  label="training episode reward (right)")
+    ax2.set_ylabel("train episode reward")
+    ax.legend(handles=h1 + h2, loc="lower right", fontsize=8)
     ax.set_title(f"{algo.upper()} learning curve ({history[-1]['wall_s']:.0f} s wall clock)")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")

@@ -45,6 +45,16 @@ def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
     res = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=0)
     assert 0.0 <= res.metrics["all"]["accuracy"] <= 1.0
     assert set(np.unique(res.rollout.action)) <= set(range(len(setup.action_names())))
+    # the RLModule exports to ONNX like an SB3 policy, with the same greedy actions
+    from agents.deploy import OnnxPolicy
+    from agents.export import export_run, torch_logits
+
+    onnx_policy = OnnxPolicy(export_run(tmp_path))
+    env = setup.factory("test")(len(setup.test_traces), setup.test_traces)
+    obs, _ = env.reset(seed=0)
+    assert np.abs(onnx_policy.logits(obs) - torch_logits(policy.module, obs)).max() < 1e-4
+    assert np.array_equal(onnx_policy.act(obs), policy.act(obs))
+    assert onnx_policy.metadata["algorithm"].startswith("RLlib")
 
 
 @pytest.mark.slow

@@ -41,3 +41,27 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     info = json.loads((out / "train.json").read_text())
     assert 8192 <= info["timesteps"] < 8192 + 4096  # continued, not restarted from zero
     assert len(info["history"]) > len(state["history"])
+
+
+def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
+    import numpy as np
+
+    from agents.deploy import OnnxPolicy
+    from agents.export import export_run
+    from agents.sb3_train import TrainConfig, load_sb3_policy, train_sb3
+    from agents.suite import Setup
+    from envs import default_inputs
+
+    profile, traces = default_inputs()
+    setup = Setup.create(profile, traces)
+    obs = None
+    for algo in ("a2c", "dqn"):
+        out = tmp_path / algo
+        res = train_sb3(setup, out, TrainConfig(algo=algo, timesteps=1024, n_envs=8, eval_freq=512,
+                                                checkpoint_freq=512, net_arch=(32, 32)), progress=False)
+        policy = load_sb3_policy(res.best_path)
+        assert type(policy.model).__name__.lower() == algo
+        if obs is None:
+            env = setup.factory("test")(8, setup.test_traces[:8])
+            obs, _ = env.reset(seed=0)
+        assert np.array_equal(OnnxPolicy(export_run(out)).act(obs), policy.act(obs))
