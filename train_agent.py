@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="frame profile .npz (default: committed)")
-        p.add_argument("--traces", default=None,
-                       help="trace file or folder (default: ../shared/traces, else the embedded generator)")
+        p.add_argument("--traces", default=None, help="trace file or folder, or 'embedded' for the fitted generator "
+                       "(default: ../shared/traces, else the embedded generator)")
         p.add_argument("--seed", type=int, default=0)
         return p
 

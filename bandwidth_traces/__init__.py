@@ -19,11 +19,17 @@ __all__ = [
 ]
 
 
+EMBEDDED_ORIGIN = "embedded generator (bandwidth_traces/params/*.json)"
+
+
 def default_traces(path: str | None = None, seed: int = 0) -> tuple[list[Trace], str]:
-    """Traces for the main job and where they came from: ``path``, else ``../shared/traces``, else generated."""
+    """Traces for the main job and where they came from: ``path`` (``"embedded"`` forces the fitted generator),
+    else ``../shared/traces``, else the generator."""
+    if path == "embedded":
+        return embedded_traces(seed=seed), EMBEDDED_ORIGIN
     if path is not None:
         return load_traces(path), str(path)
     shared = shared_traces_dir()
     if shared is not None:
         return load_traces(shared), str(shared)
-    return embedded_traces(seed=seed), "embedded generator (bandwidth_traces/params/*.json)"
+    return embedded_traces(seed=seed), EMBEDDED_ORIGIN
