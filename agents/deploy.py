@@ -70,7 +70,7 @@ class OnnxPolicy(Policy):
         return self.session.run(["logits"], {"obs": self._check(obs)})[0]
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        return self.session.run(["action"], {"obs": self._check(obs)})[0].astype(np.int64)
+        return np.asarray(self.session.run(["action"], {"obs": self._check(obs)})[0], dtype=np.int64)
 
     def attach(self, env: Any) -> None:
         fields = list(getattr(env, "observation_fields", self.observation_fields))
