@@ -19,14 +19,17 @@ def all_policy_names(setup) -> list[str]:
     return [*setup.action_names(), "random", "cbo", "cbo+teacher", "oracle"]
 
 
-def _load_inputs(args: argparse.Namespace):
-    """The frame profile and traces the job runs on, with a line saying where each came from."""
-    from bandwidth_traces import default_traces
+def _load_setup(args: argparse.Namespace):
+    """The experiment's inputs and splits, where the traces came from, and a source that reloads them
+    (a path, or ``"embedded"``) for processes that must rebuild the env themselves (RLlib EnvRunners)."""
+    from agents.suite import Setup
+    from bandwidth_traces import EMBEDDED_ORIGIN, default_traces
     from perception import FrameProfile
 
     profile = FrameProfile.load(args.profile)
     traces, origin = default_traces(args.traces, seed=args.seed)
-    return profile, traces, origin
+    source = "embedded" if origin == EMBEDDED_ORIGIN else origin
+    return Setup.create(profile, traces), origin, source
 
 
 def _train_config(args: argparse.Namespace):
@@ -51,21 +54,26 @@ def _write_run_config(out: Path, args: argparse.Namespace, setup, origin: str, t
     os.replace(tmp, out / "config.json")
 
 
+def _sb3_run(args: argparse.Namespace, setup, origin: str):
+    """Run folder and training config of an SB3 run; writes the run's config.json."""
+    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
+    tcfg = _train_config(args)
+    _write_run_config(out, args, setup, origin, tcfg)
+    return out, tcfg
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: tune CBO, train the agent, evaluate everything on held-out traces x clips, write the run."""
     import time
 
     from agents.report import write_report
     from agents.sb3_train import load_sb3_policy, train_sb3
-    from agents.suite import Setup, evaluate_on_test, named_policies, trace_means
+    from agents.suite import evaluate_on_test, named_policies, trace_means
 
     t0 = time.time()
-    profile, traces, origin = _load_inputs(args)
-    setup = Setup.create(profile, traces)
-    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
-    tcfg = _train_config(args)
-    _write_run_config(out, args, setup, origin, tcfg)
-    print(f"profile {args.profile}: {profile.n_frames} frames; traces: {origin}")
+    setup, origin, _ = _load_setup(args)
+    out, tcfg = _sb3_run(args, setup, origin)
+    print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
     print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
           f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
     policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
@@ -122,20 +130,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_rllib(args: argparse.Namespace, setup, origin: str) -> int:
+def cmd_train_rllib(args: argparse.Namespace, setup, source: str) -> int:
     """RLlib PPO on a local Ray instance or an existing cluster (--address); --tune runs a small sweep."""
     from agents.rllib import RLlibConfig, train_rllib, tune_sweep
 
     out = args.out or Path("runs") / f"rllib-ppo-seed{args.seed}"
     iterations = args.iterations or 60
     cfg = RLlibConfig(iterations=iterations, num_env_runners=args.num_env_runners, seed=args.seed)
-    traces_path = None if origin.startswith("embedded") else origin
     if args.tune:
-        res = tune_sweep(setup, out, str(args.profile), traces_path, cfg, args.address)
+        res = tune_sweep(setup, out, str(args.profile), source, cfg, args.address)
         for row in res["trials"]:
             print(row)
         return 0
-    info = train_rllib(setup, out, str(args.profile), traces_path, cfg, args.address, resume=args.resume)
+    info = train_rllib(setup, out, str(args.profile), source, cfg, args.address, resume=args.resume)
     print(f"ray.init {info['ray_init_s']} s, build {info['build_s']} s, {info['seconds_per_iteration']:.2f} s per "
           f"iteration; best validation accuracy {info['best_val_accuracy']:.4f}; checkpoint in {out}/checkpoint")
     return 0
@@ -144,15 +151,11 @@ def cmd_train_rllib(args: argparse.Namespace, setup, origin: str) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy on the training split (stable-baselines3, or RLlib with --framework rllib)."""
     from agents.sb3_train import train_sb3
-    from agents.suite import Setup
 
-    profile, traces, origin = _load_inputs(args)
-    setup = Setup.create(profile, traces)
+    setup, origin, source = _load_setup(args)
     if args.framework == "rllib":
-        return cmd_train_rllib(args, setup, origin)
-    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
-    tcfg = _train_config(args)
-    _write_run_config(out, args, setup, origin, tcfg)
+        return cmd_train_rllib(args, setup, source)
+    out, tcfg = _sb3_run(args, setup, origin)
     result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained {result.timesteps:,} steps in {result.seconds:.0f} s; model {result.model_path}, "
           f"best (validation) {result.best_path}, learning curve {out / 'learning_curve.png'}")
@@ -176,10 +179,9 @@ def load_run_policy(run: Path):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
     from agents.report import write_report
-    from agents.suite import Setup, evaluate_on_test, named_policies, trace_means
+    from agents.suite import evaluate_on_test, named_policies, trace_means
 
-    profile, traces, origin = _load_inputs(args)
-    setup = Setup.create(profile, traces)
+    setup, origin, _ = _load_setup(args)
     names = (all_policy_names(setup) if args.policies == "all"
              else [n.strip() for n in args.policies.split(",") if n.strip()])
     policies, tuning = named_policies(setup, names, args.seed)

@@ -49,14 +49,17 @@ def paired_versus(results: dict[str, EvalResult], reference: str = "cbo", seed: 
     return out
 
 
-def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = None,
+                paired: dict[str, Any] | None = None) -> dict[str, Any]:
     """What produced the report: each policy's parameters (e.g. tuned thresholds), paired comparison to CBO,
     notes, run details."""
-    return {"policies": {name: r.description for name, r in results.items()}, "paired_vs_cbo": paired_versus(results),
+    paired = paired_versus(results) if paired is None else paired
+    return {"policies": {name: r.description for name, r in results.items()}, "paired_vs_cbo": paired,
             "notes": [ORACLE_NOTE], "run": extra or {}}
 
 
-def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips") -> str:
+def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips",
+                    paired: dict[str, Any] | None = None) -> str:
     """Accuracy (95% bootstrap interval) per family and policy, best deployable policy per family in bold."""
     fams = [f for f in next(iter(results.values())).metrics if f != "all"] + ["all"]
     best = {}
@@ -86,7 +89,7 @@ def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on 
     for name, r in results.items():
         mix = r.metrics["all"]["action_mix"]
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mix.values()) + " |")
-    paired = paired_versus(results)
+    paired = paired_versus(results) if paired is None else paired
     learned = [n for n in paired if n not in ("local", "teacher", "random") and not n.startswith("offload@")]
     if learned:
         lines += ["", "Paired difference to CBO (same episodes; mean per-episode accuracy difference "
@@ -200,9 +203,10 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = report_json(results)
+    paired = paired_versus(results)
     _atomic_write(out_dir / "report.json", json.dumps(payload, indent=1) + "\n")
-    _atomic_write(out_dir / "report_meta.json", json.dumps(report_meta(results, extra), indent=1) + "\n")
-    _atomic_write(out_dir / "report.md", report_markdown(results))
+    _atomic_write(out_dir / "report_meta.json", json.dumps(report_meta(results, extra, paired), indent=1) + "\n")
+    _atomic_write(out_dir / "report.md", report_markdown(results, paired=paired))
     if plots:
         plot_report(results, trace_mean_mbps, action_names, out_dir)
     return payload

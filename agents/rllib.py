@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,17 +49,16 @@ class RLlibConfig:
 
 def make_env(env_config: dict[str, Any]):
     """EnvRunner-side constructor: profile and traces from paths, the listed trace names only."""
-    from bandwidth_traces import embedded_traces, load_traces
+    from bandwidth_traces import default_traces
     from envs import EnvConfig, OffloadEnv
     from perception import FrameProfile
 
     profile = FrameProfile.load(env_config["profile"])
-    src = env_config.get("traces")
-    traces = load_traces(src) if src else embedded_traces(seed=env_config.get("trace_seed", 0))
+    traces, origin = default_traces(env_config["traces"], seed=env_config["trace_seed"])
     wanted = set(env_config["trace_names"])
     chosen = [t for t in traces if f"{t.family}/{t.name}" in wanted]
     if len(chosen) != len(wanted):
-        raise ValueError(f"env runner found {len(chosen)} of {len(wanted)} training traces under {src or 'embedded'}")
+        raise ValueError(f"env runner found {len(chosen)} of {len(wanted)} training traces in {origin}")
     return OffloadEnv(profile, chosen, EnvConfig.from_dict(env_config["config"]))
 
 
@@ -83,18 +82,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> float:
     return time.time() - t0
 
 
-def build_config(setup: Any, profile_path: str, traces_path: str | None, cfg: RLlibConfig):
-    """The PPOConfig over the training traces (minus validation) and training clips."""
+def build_config(setup: Any, profile_path: str, traces_source: str, cfg: RLlibConfig,
+                 fit_traces: Sequence[Any] | None = None):
+    """The PPOConfig over the training traces (minus validation) and training clips.
+
+    ``traces_source`` is what ``bandwidth_traces.default_traces`` reloads on every EnvRunner: a path, or
+    ``"embedded"`` (regenerated with ``cfg.seed``, as the driver did).
+    """
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from bandwidth_traces import split as split_traces
+    from .suite import Validation
 
-    fit, _ = split_traces(setup.train_traces, cfg.val_fraction, cfg.seed + 1)
+    fit = fit_traces if fit_traces is not None else Validation.create(setup, cfg.val_fraction, cfg.seed).fit_traces
     env_cfg = setup.env_config("train").replace(reward_baseline=cfg.reward_baseline,
                                                 episode_frames=cfg.episode_frames)
-    env_config = {"profile": profile_path, "traces": traces_path, "config": env_cfg.to_dict(),
-                  "trace_names": [f"{t.family}/{t.name}" for t in fit]}
+    env_config = {"profile": profile_path, "traces": traces_source, "trace_seed": cfg.seed,
+                  "config": env_cfg.to_dict(), "trace_names": [f"{t.family}/{t.name}" for t in fit]}
     register()
     return (PPOConfig()
             .environment(ENV_NAME, env_config=env_config)
@@ -147,19 +151,19 @@ def _swap_checkpoint(algo: Any, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_path: str | None,
+def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
                 cfg: RLlibConfig = RLlibConfig(), address: str | None = None, resume: bool = False,
                 log=print) -> dict[str, Any]:
     """Train; returns timing and per-iteration results (also written to out_dir/train.json)."""
-    from .evaluate import evaluate, make_episodes
-    from bandwidth_traces import split as split_traces
+    from .suite import Validation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     init_s = init_ray(address)
     log(f"ray.init: {init_s:.1f} s")
     t_build = time.time()
-    algo = build_config(setup, profile_path, traces_path, cfg).build_algo()
+    validation = Validation.create(setup, cfg.val_fraction, cfg.seed)
+    algo = build_config(setup, profile_path, traces_source, cfg, validation.fit_traces).build_algo()
     build_s = time.time() - t_build
     state_path = out / "state.json"
     history: list[dict[str, Any]] = []
@@ -169,9 +173,6 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
         state = json.loads(state_path.read_text())
         history, start_iter = state["history"], state["iterations"]
         log(f"resumed from {out / 'checkpoint'} after iteration {start_iter}")
-    _, val = split_traces(setup.train_traces, cfg.val_fraction, cfg.seed + 1)
-    val_env = setup.factory("train")(len(val), val)
-    val_eps = make_episodes(val_env, 1, cfg.seed + 2)
     best = max((h.get("val_accuracy", -1) for h in history), default=-1.0)
     for it in range(start_iter, cfg.iterations):
         t0 = time.time()
@@ -182,8 +183,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
                "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
                "episode_return_mean": float(runners.get("episode_return_mean", float("nan")))}
         if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-            acc = evaluate(RLlibPolicy(algo.get_module()), lambda n, t: val_env, val, 1,
-                           episode_set=val_eps).metrics["all"]["accuracy"]
+            acc = validation.accuracy(RLlibPolicy(algo.get_module()))
             row["val_accuracy"] = acc
             _swap_checkpoint(algo, out)
             if acc > best:
@@ -196,7 +196,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
     algo.stop()
     info = {"framework": "rllib", "rllib_config": asdict(cfg), "ray_init_s": round(init_s, 2),
-            "observation_fields": val_env.observation_fields, "action_names": val_env.action_names,
+            "observation_fields": validation.env.observation_fields, "action_names": validation.env.action_names,
             "profile_models": setup.profile.meta.get("models", {}),
             "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
             "build_s": round(build_s, 2), "history": history, "best_val_accuracy": best,
@@ -206,7 +206,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
     return info
 
 
-def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_path: str | None,
+def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
                cfg: RLlibConfig, address: str | None = None) -> dict[str, Any]:
     """A small Ray Tune grid over learning rate and entropy coefficient; returns each trial's final return.
 
@@ -220,7 +220,7 @@ def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces
     init_ray(address)
     if address is None:
         cfg = replace(cfg, num_env_runners=0)
-    base = build_config(setup, profile_path, traces_path, cfg)
+    base = build_config(setup, profile_path, traces_source, cfg)
     space = base.training(lr=tune.grid_search([1e-4, 3e-4]), entropy_coeff=tune.grid_search([0.01, 0.02]))
     tuner = tune.Tuner("PPO", param_space=space,
                        tune_config=tune.TuneConfig(max_concurrent_trials=None if address else 1),

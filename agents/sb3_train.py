@@ -19,11 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bandwidth_traces import split as split_traces
-
-from .evaluate import evaluate, make_episodes
 from .policy import Policy
-from .suite import Setup
+from .suite import Setup, Validation
 
 ALGOS = ("ppo", "a2c", "dqn")
 
@@ -117,12 +114,11 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     torch.set_num_threads(tcfg.threads)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    fit_traces, val_traces = split_traces(setup.train_traces, tcfg.val_fraction, tcfg.seed + 1)
+    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed)
+    fit_traces, val_traces = validation.fit_traces, validation.val_traces
     train_cfg = setup.env_config("train").replace(reward_baseline=tcfg.reward_baseline)
     venv = VecMonitor(SB3OffloadVecEnv(tcfg.n_envs, setup.profile, fit_traces, train_cfg))
     venv.seed(tcfg.seed)
-    val_env = setup.factory("train")(len(val_traces), val_traces)
-    val_episodes = make_episodes(val_env, 1, tcfg.seed + 2)
     state_path = out / "checkpoints" / "state.json"
     last_path = out / "checkpoints" / "last.zip"
     algo_cls = _algo_class(tcfg.algo)
@@ -155,8 +151,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
             self.t0 = time.time()
 
         def _validate(self) -> None:
-            res = evaluate(SB3Policy(self.model), lambda n, t: val_env, val_traces, 1, episode_set=val_episodes)
-            acc = res.metrics["all"]["accuracy"]
+            acc = validation.accuracy(SB3Policy(self.model))
             ep_rew = [e["r"] for e in self.model.ep_info_buffer] if self.model.ep_info_buffer else [float("nan")]
             state["history"].append({"timesteps": int(self.num_timesteps), "val_accuracy": acc,
                                      "train_episode_reward": float(np.mean(ep_rew)),

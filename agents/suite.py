@@ -8,13 +8,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from bandwidth_traces import Trace
+from bandwidth_traces import Trace, split as split_traces
 from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
 from perception import FrameProfile
 
 from .baselines import baseline_policies
 from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
-from .evaluate import EvalResult, evaluate, evaluate_many
+from .evaluate import EvalResult, evaluate, evaluate_many, make_episodes
 from .policy import Policy
 
 
@@ -42,6 +42,29 @@ class Setup:
 
     def action_names(self) -> list[str]:
         return ["local", *[f"offload@{r}" for r in self.profile.resolutions], "teacher"]
+
+
+@dataclass
+class Validation:
+    """The share of training traces held out from fitting, with fixed episodes (training clips) to score on.
+
+    SB3 and RLlib training both use it, so both frameworks pick their best model on the same episodes.
+    """
+
+    fit_traces: list[Trace]
+    val_traces: list[Trace]
+    env: OffloadVectorEnv
+    episodes: Any
+
+    @classmethod
+    def create(cls, setup: Setup, val_fraction: float, seed: int) -> "Validation":
+        fit, val = split_traces(setup.train_traces, val_fraction, seed + 1)
+        env = setup.factory("train")(len(val), val)
+        return cls(fit, val, env, make_episodes(env, 1, seed + 2))
+
+    def accuracy(self, policy: Policy) -> float:
+        res = evaluate(policy, lambda n, t: self.env, self.val_traces, 1, episode_set=self.episodes)
+        return res.metrics["all"]["accuracy"]
 
 
 def tuned_cbo(setup: Setup, seed: int = 0, episodes: int = 1) -> tuple[CBOPolicy, CBOPolicy, dict[str, Any]]:

@@ -13,7 +13,7 @@ from .load import families, load_traces, shared_traces_dir, split
 from .trace import Trace, TraceBank
 
 __all__ = [
-    "FamilyStats", "MarkovTraceModel", "Trace", "TraceBank", "TraceFormatError", "default_traces", "detect_format",
+    "EMBEDDED_ORIGIN", "FamilyStats", "MarkovTraceModel", "Trace", "TraceBank", "TraceFormatError", "default_traces", "detect_format",
     "embedded_models", "embedded_traces", "families", "family_stats", "load_traces", "parse_cooked",
     "parse_mahimahi", "parse_trace", "shared_traces_dir", "split", "write_cooked",
 ]

@@ -24,20 +24,20 @@ from perception import DEFAULT_PROFILE  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _setup() -> tuple[Setup, str | None]:
+def _setup() -> tuple[Setup, str]:
     profile, traces = default_inputs()
     shared = shared_traces_dir()
-    return Setup.create(profile, traces), str(shared) if shared else None
+    return Setup.create(profile, traces), str(shared) if shared else "embedded"
 
 
 def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
     import ray
 
-    setup, traces_path = _setup()
+    setup, traces_source = _setup()
     cfg = RLlibConfig(iterations=1, num_env_runners=0, envs_per_runner=2, train_batch=256, minibatch=128,
                       epochs=1, episode_frames=50, checkpoint_every=1, hidden=(32, 32))
     try:
-        info = train_rllib(setup, tmp_path, str(DEFAULT_PROFILE), traces_path, cfg, log=lambda _: None)
+        info = train_rllib(setup, tmp_path, str(DEFAULT_PROFILE), traces_source, cfg, log=lambda _: None)
     finally:
         ray.shutdown()
     assert info["ray_init_s"] > 0 and len(info["history"]) == 1 and info["history"][0]["env_steps"] >= 256
