@@ -63,12 +63,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
                          "corrupt or was cut short; restore it or start a new run") from None
 
 
-def _probe_writable(folder: Path, flag: str) -> None:
+def _probe_writable(folder: Path, flag: str, path: Path) -> None:
     """Create and delete a file in ``folder``: the only check that also holds for root and read-only mounts."""
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
     except OSError as exc:
-        raise ValueError(f"{flag} {folder}: cannot write there ({exc.strerror})") from None
+        raise ValueError(f"{flag} {path}: cannot write there: {folder} refuses new files ({exc.strerror})") from None
     os.close(fd)
     os.unlink(probe)
 
@@ -94,7 +94,7 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     base = _nearest_existing(path)
     if not base.is_dir():
         raise ValueError(f"{flag} {path}: {base} is a file, so no folder can be made under it")
-    _probe_writable(base, flag)
+    _probe_writable(base, flag, path)
     return path
 
 

@@ -253,16 +253,29 @@ def test_out_that_is_a_file_or_under_a_file_fails_at_once(tmp_path: Path, capsys
     assert a_file.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: needs an unprivileged user")
-def test_read_only_out_fails_at_once(tmp_path: Path, capsys) -> None:
-    ro = tmp_path / "ro"
+def test_read_only_out_fails_at_once() -> None:
+    """As an unprivileged user (root writes into read-only folders, so as root the CLI runs as nobody)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="ro-check-"))  # not under pytest's 0700 tmp folder: nobody must reach it
+    ro = base / "ro"
     ro.mkdir()
+    base.chmod(0o755)
     ro.chmod(0o555)
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys, train_agent; sys.exit(train_agent.main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", code, "train", *SMALL, "--out", str(ro / "run")]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     try:
-        rc, err = _cli(capsys, "train", *SMALL, "--out", str(ro / "run"))
-        assert rc == 2 and "cannot write there" in err
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "cannot write there" in proc.stderr, proc.stderr[-2000:]
+        assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_export_output_paths(trained: Path, tmp_path: Path, capsys) -> None:
