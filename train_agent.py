@@ -63,8 +63,8 @@ def _run_config(args: argparse.Namespace, setup, origin: str, framework: str, se
     """What config.json records about a run: inputs, splits, env config and the framework's training settings."""
     from dataclasses import asdict
 
-    return {"command": args.command, "framework": framework, "profile": str(args.profile), "traces": origin, "seed": args.seed,
-            "env_config": setup.config.to_dict(), section: asdict(settings),
+    return {"command": args.command, "framework": framework, "profile": str(args.profile), "traces": origin,
+            "seed": args.seed, "env_config": setup.config.to_dict(), section: asdict(settings),
             "train_traces": len(setup.train_traces), "test_traces": len(setup.test_traces)}
 
 
@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timesteps", type=_int_at_least(1), default=1_500_000,
                        help="environment steps (default: %(default)s)")
         p.add_argument("--n-envs", type=_int_at_least(1), default=32, help="parallel envs in the batched env")
-        p.add_argument("--out", type=_nonempty(Path), default=None, help="run folder (default: runs/<algo>-seed<seed>); "
-                       "a folder that holds a run needs --resume or --force")
+        p.add_argument("--out", type=_nonempty(Path), default=None,
+                       help="run folder (default: runs/<algo>-seed<seed>); a folder that holds a run needs "
+                       "--resume or --force")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                        "(its settings must match this command's, except --timesteps / --iterations)")
         p.add_argument("--force", action="store_true", help="delete the run in --out and start a new one")
@@ -330,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--framework", choices=["sb3", "rllib"], default="sb3")
     p.add_argument("--num-env-runners", type=_int_at_least(0), default=2,
                    help="RLlib: EnvRunner processes (default: 2)")
-    p.add_argument("--iterations", type=_int_at_least(1), default=None, help="RLlib: training iterations of 8,192 steps "
+    p.add_argument("--iterations", type=_int_at_least(1), default=None,
+                   help="RLlib: training iterations of 8,192 steps "
                    "(default: 60, enough to pass CBO here)")
     p.add_argument("--address", type=_address, default=None, help="RLlib: join the Ray cluster whose head is at "
                    "HOST:PORT (token authentication is handled; default: a local Ray, loopback only)")
@@ -338,14 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
     p.add_argument("--policies", default="all", help="comma-separated names (local, offload@<px>, teacher, random, "
                    "cbo, cbo+teacher, oracle) or 'all' (default)")
-    p.add_argument("--episodes", type=_int_at_least(1), default=4, help="episodes per test trace (default: %(default)s)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=4,
+                   help="episodes per test trace (default: %(default)s)")
     p.add_argument("--out", type=_nonempty(Path), default=Path("runs/evaluate"),
                    help="report folder (default: %(default)s)")
     p.add_argument("--runs", type=_nonempty(Path), nargs="*", default=[], help="training run folders (SB3 or RLlib) to "
                    "evaluate beside the baselines")
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
     p.add_argument("run_dir", type=_nonempty(Path), help="training run folder (holds train.json and best_model.zip)")
-    p.add_argument("-o", "--output", type=_nonempty(Path), default=None, help="ONNX file (default: RUN_DIR/policy.onnx)")
+    p.add_argument("-o", "--output", type=_nonempty(Path), default=None,
+                   help="ONNX file (default: RUN_DIR/policy.onnx)")
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", type=_nonempty(), default=None,

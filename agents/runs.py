@@ -96,7 +96,8 @@ def check_run_dir(out: Path, resume: bool, force: bool) -> None:
 
 
 def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, force: bool,
-                    has_checkpoint: Callable[[Path], bool], log: Callable[[str], None] = print) -> dict[str, Any] | None:
+                    has_checkpoint: Callable[[Path], bool],
+                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Make ``out`` ready for this command before any long work; returns the stored config when resuming.
 
     ``config`` is what ``config.json`` would hold for a new run (it must have ``framework``; its ``command`` is

@@ -168,8 +168,8 @@ def _mahimahi(path: Path, rows: list[tuple[int, list[str]]], family: str | None,
     if mbps.max() > MAX_MBPS:
         w = int(np.argmax(mbps > MAX_MBPS))
         lineno = rows[int(np.searchsorted(idx, w))][0]
-        raise TraceFormatError(path, lineno, f"{packets[w]} packets in the {window_ms:g} ms window from {starts[w]:g} ms "
-                                             f"make {mbps[w]:.0f} Mbit/s, above {MAX_MBPS:g} Mbit/s (10 Gbit/s): "
+        raise TraceFormatError(path, lineno, f"{packets[w]} packets in the {window_ms:g} ms window from "
+                                             f"{starts[w]:g} ms make {mbps[w]:.0f} Mbit/s, above {MAX_MBPS:g} Mbit/s (10 Gbit/s): "
                                              "repeated or corrupt timestamps?")
     return Trace(name=path.name, family=family or path.parent.name, times_s=starts / 1000.0, mbps=mbps,
                  duration_s=period_ms / 1000.0, source=str(path))
