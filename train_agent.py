@@ -40,25 +40,47 @@ def _train_config(args: argparse.Namespace):
                        checkpoint_freq=max(1, min(100_000, args.timesteps // 5)))
 
 
-def _write_run_config(out: Path, args: argparse.Namespace, setup, origin: str, tcfg) -> None:
-    import json
-    import os
+def _out_dir(args: argparse.Namespace) -> Path:
+    """The run folder of a ``train`` / ``run`` command (``--out``, else runs/<algo or rllib-ppo>-seed<seed>)."""
+    if args.out is not None:
+        return args.out
+    name = "rllib-ppo" if getattr(args, "framework", "sb3") == "rllib" else args.algo
+    return Path("runs") / f"{name}-seed{args.seed}"
+
+
+def _check_run_out(args: argparse.Namespace) -> Path:
+    """Before any input is loaded: ``--out`` is a writable folder and holds a run exactly when it should."""
+    from agents.files import check_output_dir
+    from agents.runs import check_run_dir
+
+    out = check_output_dir(_out_dir(args), "--out")
+    if not getattr(args, "tune", False):
+        check_run_dir(out, args.resume, args.force)
+    return out
+
+
+def _run_config(args: argparse.Namespace, setup, origin: str, framework: str, section: str, settings) -> dict:
+    """What config.json records about a run: inputs, splits, env config and the framework's training settings."""
     from dataclasses import asdict
 
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": sys.argv, "profile": str(args.profile), "traces": origin, "seed": args.seed,
-               "env_config": setup.config.to_dict(), "train_config": asdict(tcfg),
-               "train_traces": len(setup.train_traces), "test_traces": len(setup.test_traces)}
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, out / "config.json")
+    return {"command": args.command, "framework": framework, "profile": str(args.profile), "traces": origin,
+            "seed": args.seed, "env_config": setup.config.to_dict(), section: asdict(settings),
+            "train_traces": len(setup.train_traces), "test_traces": len(setup.test_traces)}
 
 
 def _sb3_run(args: argparse.Namespace, setup, origin: str):
-    """Run folder and training config of an SB3 run; writes the run's config.json."""
-    out = args.out or Path("runs") / f"{args.algo}-seed{args.seed}"
+    """Run folder and training config of an SB3 run: config.json for a new run, the checked settings on resume."""
+    from dataclasses import replace
+
+    from agents.runs import prepare_run_dir
+
+    out = _out_dir(args)
     tcfg = _train_config(args)
-    _write_run_config(out, args, setup, origin, tcfg)
+    stored = prepare_run_dir(out, _run_config(args, setup, origin, "sb3", "train_config", tcfg), args.resume,
+                             args.force, lambda d: (d / "checkpoints" / "last.zip").exists())
+    if stored is not None:  # keep the run's validation and checkpoint cadence; only the length changes
+        tcfg = replace(tcfg, eval_freq=stored["train_config"]["eval_freq"],
+                       checkpoint_freq=stored["train_config"]["checkpoint_freq"])
     return out, tcfg
 
 
@@ -71,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agents.suite import evaluate_on_test, named_policies, trace_means
 
     t0 = time.time()
+    _check_run_out(args)
     setup, origin, _ = _load_setup(args)
     out, tcfg = _sb3_run(args, setup, origin)
     print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
@@ -123,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from agents.deploy import OnnxPolicy
     from agents.export import export_run
 
-    path = export_run(args.run_dir, args.output)
+    path = export_run(args.run_dir, args.output, flag="-o/--output")
     pol = OnnxPolicy(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.1f} kB): obs float32 [batch, {pol.dim}] -> logits, action; "
           f"actions {pol.action_names}")
@@ -133,8 +156,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train_rllib(args: argparse.Namespace, setup, source: str) -> int:
     """RLlib PPO on a local Ray instance or an existing cluster (--address); --tune runs a small sweep."""
     from agents.rllib import RLlibConfig, train_rllib, tune_sweep
+    from agents.runs import prepare_run_dir
 
-    out = args.out or Path("runs") / f"rllib-ppo-seed{args.seed}"
+    out = _out_dir(args)
     iterations = args.iterations or 60
     cfg = RLlibConfig(iterations=iterations, num_env_runners=args.num_env_runners, seed=args.seed)
     if args.tune:
@@ -142,6 +166,8 @@ def cmd_train_rllib(args: argparse.Namespace, setup, source: str) -> int:
         for row in res["trials"]:
             print(row)
         return 0
+    prepare_run_dir(out, _run_config(args, setup, source, "rllib", "rllib_config", cfg), args.resume, args.force,
+                    lambda d: (d / "checkpoint").exists())
     info = train_rllib(setup, out, str(args.profile), source, cfg, args.address, resume=args.resume)
     print(f"ray.init {info['ray_init_s']} s, build {info['build_s']} s, {info['seconds_per_iteration']:.2f} s per "
           f"iteration; best validation accuracy {info['best_val_accuracy']:.4f}; checkpoint in {out}/checkpoint")
@@ -152,6 +178,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy on the training split (stable-baselines3, or RLlib with --framework rllib)."""
     from agents.sb3_train import train_sb3
 
+    _check_run_out(args)
+    if args.framework == "rllib" and args.address:
+        from agents.rllib import check_cluster
+
+        check_cluster(args.address)  # a wrong address or token fails here, before anything is loaded or written
     setup, origin, source = _load_setup(args)
     if args.framework == "rllib":
         return cmd_train_rllib(args, setup, source)
@@ -164,9 +195,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def load_run_policy(run: Path):
     """The learned policy of a run folder, SB3 or RLlib (named after the folder)."""
-    import json
+    from agents.files import read_json
 
-    info = json.loads((run / "train.json").read_text())
+    if not (run / "train.json").is_file():
+        raise FileNotFoundError(f"--runs {run}: not a finished training run folder (no train.json)")
+    info = read_json(run / "train.json", "training record")
     if info.get("framework") == "rllib":
         from agents.rllib import RLlibPolicy
 
@@ -178,16 +211,24 @@ def load_run_policy(run: Path):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
+    from agents.files import check_output_dir
     from agents.report import write_report
     from agents.suite import evaluate_on_test, named_policies, trace_means
 
+    check_output_dir(args.out, "--out")
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if not names and not args.runs:
+        raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
+                         "(e.g. local,cbo,oracle), or training runs with --runs")
     setup, origin, _ = _load_setup(args)
-    names = (all_policy_names(setup) if args.policies == "all"
-             else [n.strip() for n in args.policies.split(",") if n.strip()])
+    known = all_policy_names(setup)
+    names = known if names == ["all"] else names
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
+    learned = [load_run_policy(run) for run in args.runs]  # before CBO tuning: a bad run folder fails at once
     policies, tuning = named_policies(setup, names, args.seed)
-    for run in args.runs:
-        pol = load_run_policy(run)
-        policies[pol.name] = pol
+    policies.update({pol.name: pol for pol in learned})
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=True)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
@@ -219,6 +260,40 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return run_build(args)
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _nonempty(kind: type = str):
+    """An argparse type: a non-empty string (an empty path would silently mean the current folder)."""
+    def parse(text: str):
+        if not text.strip():
+            raise argparse.ArgumentTypeError("empty value; expected a path")
+        return kind(text)
+
+    parse.__name__ = "path"
+    return parse
+
+
+def _address(text: str) -> str:
+    """An argparse type: a Ray cluster address HOST:PORT."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT of the Ray head (e.g. 10.0.0.5:6379), got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from perception import DEFAULT_PROFILE
     from perception.__main__ import add_build_args
@@ -228,43 +303,57 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="frame profile .npz (default: committed)")
-        p.add_argument("--traces", default=None, help="trace file or folder, or 'embedded' for the fitted generator "
-                       "(default: ../shared/traces, else the embedded generator)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--profile", type=_nonempty(Path), default=DEFAULT_PROFILE,
+                       help="frame profile .npz (default: committed)")
+        p.add_argument("--traces", type=_nonempty(), default=None, help="trace file or folder, or 'embedded' for the "
+                       "fitted generator (default: ../shared/traces, else the embedded generator)")
+        p.add_argument("--seed", type=_int_at_least(0), default=0)
         return p
 
     def training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--algo", choices=["ppo", "a2c", "dqn"], default="ppo", help="SB3 algorithm (default: ppo)")
-        p.add_argument("--timesteps", type=int, default=1_500_000, help="environment steps (default: %(default)s)")
-        p.add_argument("--n-envs", type=int, default=32, help="parallel envs in the batched env")
-        p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<algo>-seed<seed>)")
-        p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        p.add_argument("--timesteps", type=_int_at_least(1), default=1_500_000,
+                       help="environment steps (default: %(default)s)")
+        p.add_argument("--n-envs", type=_int_at_least(1), default=32, help="parallel envs in the batched env")
+        p.add_argument("--out", type=_nonempty(Path), default=None,
+                       help="run folder (default: runs/<algo>-seed<seed>); a folder that holds a run needs "
+                       "--resume or --force")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                       "(its settings must match this command's, except --timesteps / --iterations)")
+        p.add_argument("--force", action="store_true", help="delete the run in --out and start a new one")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
         return p
 
     p = training(common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)")))
-    p.add_argument("--episodes", type=int, default=8, help="evaluation episodes per test trace (default: %(default)s)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=8,
+                   help="evaluation episodes per test trace (default: %(default)s)")
     p = training(common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training split")))
     p.add_argument("--framework", choices=["sb3", "rllib"], default="sb3")
-    p.add_argument("--num-env-runners", type=int, default=2, help="RLlib: EnvRunner processes (default: 2)")
-    p.add_argument("--iterations", type=int, default=None, help="RLlib: training iterations of 8,192 steps "
+    p.add_argument("--num-env-runners", type=_int_at_least(0), default=2,
+                   help="RLlib: EnvRunner processes (default: 2)")
+    p.add_argument("--iterations", type=_int_at_least(1), default=None,
+                   help="RLlib: training iterations of 8,192 steps "
                    "(default: 60, enough to pass CBO here)")
-    p.add_argument("--address", default=None, help="RLlib: join this Ray cluster (default: a local Ray, loopback only)")
+    p.add_argument("--address", type=_address, default=None, help="RLlib: join the Ray cluster whose head is at "
+                   "HOST:PORT (token authentication is handled; default: a local Ray, loopback only)")
     p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
     p.add_argument("--policies", default="all", help="comma-separated names (local, offload@<px>, teacher, random, "
                    "cbo, cbo+teacher, oracle) or 'all' (default)")
-    p.add_argument("--episodes", type=int, default=4, help="episodes per test trace (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder (default: %(default)s)")
-    p.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders (SB3 or RLlib) to "
+    p.add_argument("--episodes", type=_int_at_least(1), default=4,
+                   help="episodes per test trace (default: %(default)s)")
+    p.add_argument("--out", type=_nonempty(Path), default=Path("runs/evaluate"),
+                   help="report folder (default: %(default)s)")
+    p.add_argument("--runs", type=_nonempty(Path), nargs="*", default=[], help="training run folders (SB3 or RLlib) to "
                    "evaluate beside the baselines")
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
-    p.add_argument("run_dir", type=Path, help="training run folder (holds train.json and best_model.zip)")
-    p.add_argument("-o", "--output", type=Path, default=None, help="ONNX file (default: RUN_DIR/policy.onnx)")
+    p.add_argument("run_dir", type=_nonempty(Path), help="training run folder (holds train.json and best_model.zip)")
+    p.add_argument("-o", "--output", type=_nonempty(Path), default=None,
+                   help="ONNX file (default: RUN_DIR/policy.onnx)")
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
-    p.add_argument("--traces", default=None, help="trace file or folder, or 'embedded' (default: ../shared/traces)")
+    p.add_argument("--traces", type=_nonempty(), default=None,
+                   help="trace file or folder, or 'embedded' (default: ../shared/traces)")
     return parser
 
 
@@ -275,11 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
+    args.command = ["train_agent.py", *argv]  # as given (in-process callers pass argv; sys.argv is theirs)
     handlers = {"run": cmd_run, "train": cmd_train, "traces": cmd_traces, "profile": cmd_profile,
                 "evaluate": cmd_evaluate, "export": cmd_export}
     try:
         return handlers[args.cmd](args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:  # bad input or cluster: the message says what
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import check_output_file, read_json
+
 OPSET = 17
 
 
@@ -66,10 +68,13 @@ def torch_logits(model: Any, obs: np.ndarray) -> np.ndarray:
 
 def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str], action_names: list[str],
                extra_meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s greedy policy as ONNX (atomically) and check it with ``onnx.checker``."""
+    """Write ``model``'s greedy policy as ONNX (atomically) and check it with ``onnx.checker``.
+
+    ``path``'s missing folders are created; a path that is a folder, or a folder that cannot be written, is refused
+    before the export starts.
+    """
     import warnings
 
-    import onnx
     import torch
 
     path = Path(path)
@@ -77,13 +82,28 @@ def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str
     if getattr(model, "observation_space", None) is not None and model.observation_space.shape != (dim,):
         raise ValueError(f"model observes {model.observation_space.shape}, but {dim} observation fields were given")
     module = _actor_module(model)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, torch.zeros(1, dim), str(tmp), input_names=["obs"],
-                          output_names=["logits", "action"],
-                          dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}, "action": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+    check_output_file(path, "ONNX output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, torch.zeros(1, dim), str(tmp), input_names=["obs"],
+                              output_names=["logits", "action"],
+                              dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}, "action": {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+        _add_metadata_and_replace(model, tmp, path, observation_fields, action_names, extra_meta)
+    finally:
+        tmp.unlink(missing_ok=True)  # no stray temporary file, whatever failed
+    return path
+
+
+def _add_metadata_and_replace(model: Any, tmp: Path, path: Path, observation_fields: list[str],
+                              action_names: list[str], extra_meta: dict[str, Any] | None) -> None:
+    """Add the metadata props to the exported graph at ``tmp``, check it, and move it to ``path``."""
+    import onnx
+
+    dim = len(observation_fields)
     proto = onnx.load(str(tmp))
     meta = {"observation_fields": json.dumps(observation_fields), "action_names": json.dumps(action_names),
             "observation_dim": str(dim), "observation_normalization": "none: envs.features scales every field",
@@ -96,16 +116,19 @@ def export_sb3(model: Any, path: str | os.PathLike, observation_fields: list[str
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
-    return path
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Export the best policy of a training run folder: SB3 (``best_model.zip``, else ``model.zip``) or RLlib."""
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, flag: str = "-o") -> Path:
+    """Export the best policy of a training run folder: SB3 (``best_model.zip``, else ``model.zip``) or RLlib.
+
+    The output path is checked first (``flag`` names it in the error), before any model is loaded.
+    """
     run = Path(run_dir)
     info_path = run / "train.json"
     if not info_path.exists():
         raise FileNotFoundError(f"{run} is not a training run folder (no train.json)")
-    info = json.loads(info_path.read_text())
+    out = check_output_file(run / "policy.onnx" if out is None else out, flag)
+    info = read_json(info_path, "training record")
     for key in ("observation_fields", "action_names"):
         if key not in info:
             raise ValueError(f"{info_path} lacks {key!r} (written by older code): retrain or re-export from a new run")
@@ -118,7 +141,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
 
         model_path = run / "best_model.zip" if (run / "best_model.zip").exists() else run / "model.zip"
         model = load_sb3_policy(model_path).model
-    return export_sb3(model, out or run / "policy.onnx", info["observation_fields"], info["action_names"],
+    return export_sb3(model, out, info["observation_fields"], info["action_names"],
                       {"profile_models": info.get("profile_models", {}),
                        "profile_weights_sha256": info.get("profile_weights_sha256", {}),
                        "env_config": info.get("env_config", {}), "source_model": model_path.name})

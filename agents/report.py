@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .evaluate import EvalResult
+from .files import atomic_write_text, swap_in_folder, write_json
 
 ORACLE_NOTE = "oracle = hindsight upper reference (knows true throughput and correctness; not deployable)"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def report_json(results: dict[str, EvalResult]) -> dict[str, Any]:
@@ -197,16 +193,41 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
     return paths
 
 
+REPORT_FILES = ("report.json", "report_meta.json", "report.md")
+
+
+def _is_report_only(folder: Path) -> bool:
+    """Whether ``folder`` is missing or holds nothing but a report (so swapping it whole loses nothing else)."""
+    return not folder.exists() or all(p.name in REPORT_FILES or p.suffix == ".png" for p in folder.iterdir())
+
+
 def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, trace_mean_mbps: np.ndarray,
                  action_names: list[str], extra: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Any]:
-    """Write report.json, report_meta.json, report.md and the PNGs into ``out_dir``; returns report.json's payload."""
+    """Write report.json, report_meta.json, report.md and the PNGs into ``out_dir``; returns report.json's payload.
+
+    A report is a set of files that must agree, so all of them are first written into a temporary folder beside
+    ``out_dir``: a failure leaves the previous report untouched. A folder that holds only a report is then swapped
+    in whole; in a folder that holds more (a run folder, for the main job) each finished file replaces its old
+    version, and nothing else there is touched.
+    """
+    if not results:
+        raise ValueError("no policies to report on: expected at least one evaluated policy")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = report_json(results)
-    paired = paired_versus(results)
-    _atomic_write(out_dir / "report.json", json.dumps(payload, indent=1) + "\n")
-    _atomic_write(out_dir / "report_meta.json", json.dumps(report_meta(results, extra, paired), indent=1) + "\n")
-    _atomic_write(out_dir / "report.md", report_markdown(results, paired=paired))
-    if plots:
-        plot_report(results, trace_mean_mbps, action_names, out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.report-"))
+    try:
+        payload = report_json(results)
+        paired = paired_versus(results)
+        write_json(build / "report.json", payload)
+        write_json(build / "report_meta.json", report_meta(results, extra, paired))
+        atomic_write_text(build / "report.md", report_markdown(results, paired=paired))
+        if plots:
+            plot_report(results, trace_mean_mbps, action_names, build)
+        if _is_report_only(out_dir):
+            swap_in_folder(build, out_dir)
+        else:
+            for path in sorted(build.iterdir()):
+                os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return payload

@@ -9,7 +9,6 @@ RLModule is wrapped as an ``agents.Policy`` so the same evaluation and report ap
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from .files import read_json, swap_in_folder, write_json
 from .policy import Policy
 
 ENV_NAME = "offload-gym-FrameOffload"
@@ -68,13 +68,89 @@ def register() -> None:
     register_env(ENV_NAME, make_env)
 
 
+class ClusterConnectError(ConnectionError):
+    """Joining a Ray cluster failed for a known reason; the message says which and what to do."""
+
+
+def _auth_token() -> tuple[str | None, str]:
+    """The Ray auth token this process would use, and where it comes from (Ray's own order of precedence:
+    ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "the RAY_AUTH_TOKEN environment variable"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+        where = f"{path} (RAY_AUTH_TOKEN_PATH)"
+    else:
+        path = Path.home() / ".ray" / "auth_token"
+        where = str(path)
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        return None, where
+    return token or None, where
+
+
+def check_cluster(address: str, timeout_s: float = 10.0) -> bool:
+    """Ask the cluster's GCS at ``address`` for its id, without and then with this machine's auth token.
+
+    Returns whether the cluster wants the token (token authentication on). Raises ClusterConnectError at once with
+    the cause and the remedy (nothing listening, no token here, wrong token) instead of Ray's retry loop, which
+    ends after about 20 s with only "Failed to connect to Ray cluster".
+    """
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    def ask(metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
+        with grpc.insecure_channel(address) as channel:
+            stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+            try:
+                stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
+            except grpc.RpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
+
+    status = ask(())
+    if status == grpc.StatusCode.OK:
+        return False
+    if status != grpc.StatusCode.UNAUTHENTICATED:
+        raise ClusterConnectError(f"--address {address}: no Ray cluster answers there ({status.name}); start the head "
+                                  "with `ray start --head --port=PORT` and pass HEAD_IP:PORT")
+    token, where = _auth_token()
+    howto = ("copy the head node's ~/.ray/auth_token to this machine's ~/.ray/auth_token (mode 600), or point "
+             "RAY_AUTH_TOKEN_PATH at a copy; on the head, `ray get-auth-token` prints it")
+    if token is None:
+        raise ClusterConnectError(f"--address {address}: the cluster requires token authentication and this machine "
+                                  f"has no token (looked in {where}); {howto}")
+    if ask((("authorization", f"Bearer {token}"),)) != grpc.StatusCode.OK:
+        raise ClusterConnectError(f"--address {address}: the cluster rejected the token from {where} (it is not the "
+                                  f"token the cluster was started with); {howto}")
+    return True
+
+
+def _enable_token_auth() -> None:
+    """Token mode for this process and its children: the variable, then Ray's cached config and token reloaded
+    (Ray reads both once, at import; its own ``ray start --head`` does the same two steps)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> float:
-    """Start (or join) Ray; returns the seconds it took. Local: dashboard off, bound to loopback."""
+    """Start (or join) Ray; returns the seconds it took. Local: dashboard off, bound to loopback.
+
+    Joining: ``check_cluster`` first, so a wrong address or token fails in a second with its cause; when the cluster
+    uses token authentication and ``RAY_AUTH_MODE`` is unset, it is set to ``token`` for this process and its
+    children (Ray leaves it unset for an explicit address, so the driver would send no token).
+    """
     import ray
 
     t0 = time.time()
     if not ray.is_initialized():
         if address:
+            if check_cluster(address) and "RAY_AUTH_MODE" not in os.environ:
+                _enable_token_auth()
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1",
@@ -142,13 +218,29 @@ class RLlibPolicy(Policy):
 
 
 def _swap_checkpoint(algo: Any, out: Path) -> None:
-    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     algo.save_to_path(str(tmp.resolve()))
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in_folder(tmp, out / "checkpoint")
+
+
+def _save_best(out: Path) -> None:
+    """Copy the checkpoint just written to ``best/`` (through a temporary folder, swapped in whole)."""
+    tmp = out / "best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out / "checkpoint", tmp)
+    swap_in_folder(tmp, out / "best")
+
+
+def _env_runner_nodes(algo: Any) -> list[str]:
+    """Ray node id of each remote EnvRunner (where sampling really ran; empty when sampling is local)."""
+    import ray
+
+    group = getattr(algo, "env_runner_group", None)
+    if group is None or group.num_remote_env_runners() == 0:
+        return []
+    return sorted(set(group.foreach_env_runner(lambda _: ray.get_runtime_context().get_node_id(),
+                                               local_env_runner=False)))
 
 
 def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
@@ -168,12 +260,14 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
     state_path = out / "state.json"
     history: list[dict[str, Any]] = []
     start_iter = 0
+    best = -1.0
     if resume and (out / "checkpoint").exists():
         algo.restore_from_path(str((out / "checkpoint").resolve()))
-        state = json.loads(state_path.read_text())
+        state = read_json(state_path, "checkpoint state")
         history, start_iter = state["history"], state["iterations"]
         log(f"resumed from {out / 'checkpoint'} after iteration {start_iter}")
-    best = max((h.get("val_accuracy", -1) for h in history), default=-1.0)
+        if (out / "best").exists():  # the best score is read with the best model, not from the checkpoint's state
+            best = validation.accuracy(RLlibPolicy.from_run(out / "best"))
     for it in range(start_iter, cfg.iterations):
         t0 = time.time()
         result = algo.train()
@@ -188,12 +282,12 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
             _swap_checkpoint(algo, out)
             if acc > best:
                 best = acc
-                shutil.rmtree(out / "best", ignore_errors=True)
-                shutil.copytree(out / "checkpoint", out / "best")
-            state_path.write_text(json.dumps({"iterations": it + 1, "history": history + [row]}, indent=1))
+                _save_best(out)
+            write_json(state_path, {"iterations": it + 1, "history": history + [row]})
         history.append(row)
         log(f"iteration {it + 1}/{cfg.iterations}: {iter_s:.1f} s, return {row['episode_return_mean']:.2f}"
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
+    runner_nodes = _env_runner_nodes(algo)
     algo.stop()
     info = {"framework": "rllib", "rllib_config": asdict(cfg), "ray_init_s": round(init_s, 2),
             "observation_fields": validation.env.observation_fields, "action_names": validation.env.action_names,
@@ -201,9 +295,16 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
             "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
             "build_s": round(build_s, 2), "history": history, "best_val_accuracy": best,
             "seconds_per_iteration": float(np.median([h["seconds"] for h in history])) if history else None,
-            "address": address or "local"}
-    (out / "train.json").write_text(json.dumps(info, indent=1))
+            "address": address or "local", "env_runner_nodes": runner_nodes,
+            "driver_node": _driver_node()}
+    write_json(out / "train.json", info)
     return info
+
+
+def _driver_node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
@@ -233,5 +334,5 @@ def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces
 
     rows = [{"lr": r.config["lr"], "entropy_coeff": r.config["entropy_coeff"], "episode_return_mean": ret(r)}
             for r in grid]
-    (Path(out_dir) / "tune.json").write_text(json.dumps(rows, indent=1))
+    write_json(Path(out_dir) / "tune.json", rows)
     return {"trials": rows}

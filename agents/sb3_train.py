@@ -9,7 +9,6 @@ running normalisation is used (nothing extra has to travel with the model into O
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .files import read_json, write_json
 from .policy import Policy
 from .suite import Setup, Validation
 
@@ -77,19 +77,13 @@ def load_sb3_policy(path: str | os.PathLike, name: str | None = None) -> SB3Poli
     """Load a model saved by ``train_sb3`` (the algorithm is read from the run's train.json when present)."""
     path = Path(path)
     meta_path = path.parent / "train.json"
-    algo = json.loads(meta_path.read_text())["train_config"]["algo"] if meta_path.exists() else "ppo"
+    algo = read_json(meta_path, "training record")["train_config"]["algo"] if meta_path.exists() else "ppo"
     return SB3Policy(_algo_class(algo).load(path, device="cpu"), name or algo)
 
 
 def _atomic_save(model: Any, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp.zip")
     model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
     os.replace(tmp, path)
 
 
@@ -125,8 +119,14 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
 
     if resume and last_path.exists():
         model = algo_cls.load(last_path, env=venv, device="cpu")
-        state = json.loads(state_path.read_text())
+        state = read_json(state_path, "checkpoint state")
         log(f"resuming from {last_path} at {model.num_timesteps} steps")
+        # the best score is read with the best model: validation runs more often than checkpoints, so the model in
+        # best_model.zip can be newer and better than the best score the last checkpoint recorded
+        if (out / "best_model.zip").exists():
+            best = algo_cls.load(out / "best_model.zip", device="cpu")
+            state["best_accuracy"] = validation.accuracy(SB3Policy(best))
+            log(f"best model on disk ({best.num_timesteps} steps) scores {state['best_accuracy']:.4f} on validation")
     else:
         kwargs: dict[str, Any] = {"gamma": tcfg.gamma, "learning_rate": tcfg.learning_rate, "seed": tcfg.seed,
                                   "device": "cpu", "verbose": 0, "tensorboard_log": str(out / "tb"),
@@ -163,7 +163,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
 
         def _checkpoint(self) -> None:
             _atomic_save(self.model, last_path)
-            _write_json(state_path, {**state, "seconds": state["seconds"] + time.time() - self.t0,
+            write_json(state_path, {**state, "seconds": state["seconds"] + time.time() - self.t0,
                                      "timesteps": int(self.num_timesteps)})
 
         def _on_step(self) -> bool:
@@ -187,9 +187,9 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
                 tb_log_name=tcfg.algo)
     _atomic_save(model, out / "model.zip")
     _atomic_save(model, last_path)
-    _write_json(state_path, {**state, "timesteps": int(model.num_timesteps)})
+    write_json(state_path, {**state, "timesteps": int(model.num_timesteps)})
     spec = venv.venv.core.spec
-    _write_json(out / "train.json", {"train_config": asdict(tcfg), "env_config": train_cfg.to_dict(),
+    write_json(out / "train.json", {"train_config": asdict(tcfg), "env_config": train_cfg.to_dict(),
                                      "observation_fields": spec.field_names, "action_names": spec.action_names,
                                      "profile_models": setup.profile.meta.get("models", {}),
                                      "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
@@ -217,7 +217,8 @@ def plot_learning_curve(history: list[dict[str, float]], path: Path, algo: str) 
     ax.set_xlabel("environment steps")
     ax.set_ylabel("validation accuracy")
     ax2 = ax.twinx()
-    h2 = ax2.plot(steps, [h["train_episode_reward"] for h in history], "s--", color="C1",
+    reward = [np.nan if h["train_episode_reward"] is None else h["train_episode_reward"] for h in history]  # null
+    h2 = ax2.plot(steps, reward, "s--", color="C1",
                   label="training episode reward (right)")
     ax2.set_ylabel("train episode reward")
     ax.legend(handles=h1 + h2, loc="lower right", fontsize=8)

@@ -8,6 +8,7 @@ mahimahi:  one integer millisecond timestamp per line; each line is an opportuni
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 from pathlib import Path
@@ -30,39 +31,73 @@ class TraceFormatError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    """Return ``"cooked"`` (two columns) or ``"mahimahi"`` (one integer column) from the first data line."""
-    path = Path(path)
-    with path.open("r", encoding="ascii", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) == 2:
-                return "cooked"
-            if len(fields) == 1:
-                return "mahimahi"
-            raise TraceFormatError(path, lineno, f"expected 2 columns 'time_s throughput_Mbps' (cooked) or 1 integer "
-                                                 f"millisecond timestamp (mahimahi), found {len(fields)} fields")
-    raise TraceFormatError(path, None, "empty file: expected at least one data line")
+MAX_MBPS = 10_000.0  # 10 Gbit/s: above any cellular or WiFi uplink; larger values are unit mistakes or corruption
+MAX_WINDOWS = 50_000_000  # Mahimahi windows per trace (~58 days at 100 ms): beyond that a timestamp is corrupt
+# what the first bytes of a file that is not a plain-text trace say about it
+_MAGIC = ((b"\x1f\x8b", "a gzip-compressed file (starts with bytes 1f 8b): decompress it first (gunzip -k FILE)"),
+          (b"PK\x03\x04", "a zip archive (starts with 'PK'): extract the trace files first"),
+          (b"BZh", "a bzip2-compressed file (starts with 'BZh'): decompress it first (bunzip2 -k FILE)"),
+          (b"\xfd7zXZ", "an xz-compressed file: decompress it first (unxz -k FILE)"),
+          (codecs.BOM_UTF8, "text with a UTF-8 byte-order mark (bytes EF BB BF, as some Windows editors save): "
+                            "save it as plain ASCII without the mark"),
+          (codecs.BOM_UTF16_LE, "UTF-16 text (byte-order mark FF FE): save it as plain ASCII"),
+          (codecs.BOM_UTF16_BE, "UTF-16 text (byte-order mark FE FF): save it as plain ASCII"))
 
 
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """Non-empty lines as (line number, whitespace-separated fields), after checking that the file is plain
+    ASCII text in one of the two formats' layouts; errors name the file, the line and the cause."""
+    data = path.read_bytes()
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise TraceFormatError(path, None, f"{what}; expected a plain-text trace")
     try:
-        text = path.read_text(encoding="ascii")
+        text = data.decode("ascii")
     except UnicodeDecodeError as exc:
-        raise TraceFormatError(path, None, f"not plain ASCII text ({exc.reason} at byte {exc.start})") from None
-    rows = [(i, line.split()) for i, line in enumerate(text.splitlines(), 1)]
-    rows = [(i, f) for i, f in rows if f]
+        line = data.count(b"\n", 0, exc.start) + 1
+        kind = "a NUL byte (binary data)" if data[exc.start] == 0 else f"byte 0x{data[exc.start]:02x}"
+        raise TraceFormatError(path, line, f"not plain ASCII text: {kind} at byte offset {exc.start}; expected "
+                                           "numbers separated by spaces or tabs") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise TraceFormatError(path, line, "NUL byte (binary data): expected a plain-text trace")
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if "," in line:
+            raise TraceFormatError(path, i, f"comma-separated values {line.strip()[:40]!r} (CSV): expected columns "
+                                            "separated by spaces or tabs, 'time_s throughput_Mbps' (cooked) or one "
+                                            "integer millisecond timestamp (mahimahi); replace the commas by tabs")
+        fields = line.split()
+        if fields:
+            rows.append((i, fields))
     if not rows:
         raise TraceFormatError(path, None, "empty file: expected at least one data line")
     return rows
 
 
+def _format_of(path: Path, rows: list[tuple[int, list[str]]]) -> str:
+    lineno, fields = rows[0]
+    if len(fields) == 2:
+        return "cooked"
+    if len(fields) == 1:
+        return "mahimahi"
+    raise TraceFormatError(path, lineno, f"expected 2 columns 'time_s throughput_Mbps' (cooked) or 1 integer "
+                                         f"millisecond timestamp (mahimahi), found {len(fields)} fields")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Return ``"cooked"`` (two columns) or ``"mahimahi"`` (one integer column) from the first data line."""
+    path = Path(path)
+    return _format_of(path, _data_lines(path))
+
+
 def parse_cooked(path: str | os.PathLike, family: str | None = None) -> Trace:
     """Parse a cooked ``time_s throughput_Mbps`` file into a Trace (times shifted to start at 0)."""
     path = Path(path)
-    rows = _data_lines(path)
+    return _cooked(path, _data_lines(path), family)
+
+
+def _cooked(path: Path, rows: list[tuple[int, list[str]]], family: str | None) -> Trace:
     times = np.empty(len(rows))
     mbps = np.empty(len(rows))
     for k, (lineno, fields) in enumerate(rows):
@@ -76,6 +111,10 @@ def parse_cooked(path: str | os.PathLike, family: str | None = None) -> Trace:
             raise TraceFormatError(path, lineno, f"time {fields[0]!r} is not a finite number of seconds")
         if math.isnan(v) or v < 0 or math.isinf(v):
             raise TraceFormatError(path, lineno, f"throughput {fields[1]!r} must be a finite number >= 0 Mbit/s")
+        if v > MAX_MBPS:
+            raise TraceFormatError(path, lineno, f"throughput {fields[1]} Mbit/s is above {MAX_MBPS:g} Mbit/s "
+                                                 "(10 Gbit/s), beyond any real uplink: a wrong unit (bit/s or kbit/s "
+                                                 "instead of Mbit/s?) or a corrupt file")
         if k and t <= times[k - 1]:
             kind = "decreasing" if t < times[k - 1] else "repeated"
             raise TraceFormatError(path, lineno, f"{kind} timestamp {t} after {times[k - 1]}: times must increase")
@@ -92,10 +131,13 @@ def parse_cooked(path: str | os.PathLike, family: str | None = None) -> Trace:
 def parse_mahimahi(path: str | os.PathLike, family: str | None = None,
                    window_ms: float = DEFAULT_MAHIMAHI_WINDOW_MS) -> Trace:
     """Parse a Mahimahi delivery-opportunity file into throughput per ``window_ms`` window, keeping every byte."""
+    path = Path(path)
+    return _mahimahi(path, _data_lines(path), family, window_ms)
+
+
+def _mahimahi(path: Path, rows: list[tuple[int, list[str]]], family: str | None, window_ms: float) -> Trace:
     if not window_ms > 0:
         raise ValueError(f"window_ms must be > 0, got {window_ms}")
-    path = Path(path)
-    rows = _data_lines(path)
     stamps = np.empty(len(rows), dtype=np.int64)
     prev = 0
     for k, (lineno, fields) in enumerate(rows):
@@ -114,12 +156,21 @@ def parse_mahimahi(path: str | os.PathLike, family: str | None = None,
     if period_ms == 0:
         raise TraceFormatError(path, None, "all timestamps are 0: the trace has no duration (its period is the last timestamp)")
     n_win = int(math.ceil(period_ms / window_ms))
+    if n_win > MAX_WINDOWS:
+        raise TraceFormatError(path, rows[-1][0], f"last timestamp {period_ms} ms ({period_ms / 86_400_000:.0f} days) "
+                                                  "makes the trace absurdly long: a corrupt timestamp?")
     # a packet at exactly the period end belongs to the last window, so no byte is lost
     idx = np.minimum((stamps / window_ms).astype(np.int64), n_win - 1)
     packets = np.bincount(idx, minlength=n_win)
     starts = np.arange(n_win) * window_ms
     widths = np.diff(np.append(starts, period_ms))
     mbps = packets * MAHIMAHI_PACKET_BYTES * 8 / (widths / 1000.0) / 1e6
+    if mbps.max() > MAX_MBPS:
+        w = int(np.argmax(mbps > MAX_MBPS))
+        lineno = rows[int(np.searchsorted(idx, w))][0]
+        raise TraceFormatError(path, lineno, f"{packets[w]} packets in the {window_ms:g} ms window from "
+                                             f"{starts[w]:g} ms make {mbps[w]:.0f} Mbit/s, above {MAX_MBPS:g} Mbit/s (10 Gbit/s): "
+                                             "repeated or corrupt timestamps?")
     return Trace(name=path.name, family=family or path.parent.name, times_s=starts / 1000.0, mbps=mbps,
                  duration_s=period_ms / 1000.0, source=str(path))
 
@@ -127,12 +178,14 @@ def parse_mahimahi(path: str | os.PathLike, family: str | None = None,
 def parse_trace(path: str | os.PathLike, family: str | None = None, fmt: str = "auto",
                 window_ms: float = DEFAULT_MAHIMAHI_WINDOW_MS) -> Trace:
     """Parse one trace file; ``fmt`` is ``auto`` (detect from the content), ``cooked`` or ``mahimahi``."""
-    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in ("auto", "cooked", "mahimahi"):
+        raise ValueError(f"unknown trace format {fmt!r}: expected 'auto', 'cooked' or 'mahimahi'")
+    path = Path(path)
+    rows = _data_lines(path)
+    fmt = _format_of(path, rows) if fmt == "auto" else fmt
     if fmt == "cooked":
-        return parse_cooked(path, family)
-    if fmt == "mahimahi":
-        return parse_mahimahi(path, family, window_ms)
-    raise ValueError(f"unknown trace format {fmt!r}: expected 'auto', 'cooked' or 'mahimahi'")
+        return _cooked(path, rows, family)
+    return _mahimahi(path, rows, family, window_ms)
 
 
 def write_cooked(trace: Trace, path: str | os.PathLike) -> None:

@@ -35,6 +35,9 @@ def load_traces(path: str | os.PathLike, window_ms: float = DEFAULT_MAHIMAHI_WIN
 
     Raises FileNotFoundError for a missing path and TraceFormatError (naming file and line) for a bad file.
     """
+    if str(path).strip() == "":
+        raise ValueError("trace path is empty: expected a trace file or a folder of them (an empty path would read "
+                         "the current folder)")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"trace path {path} does not exist (expected a trace file or a folder of them)")

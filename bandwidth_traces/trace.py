@@ -41,7 +41,7 @@ class Trace:
     def __post_init__(self) -> None:
         times = np.array(self.times_s, dtype=np.float64)
         mbps = np.array(self.mbps, dtype=np.float64)
-        where = f"trace {self.family}/{self.name}"
+        where = f"trace {self.family}/{self.name}" + (f" ({self.source})" if self.source else "")
         if times.ndim != 1 or times.shape != mbps.shape or times.size == 0:
             raise ValueError(f"{where}: times_s and mbps must be 1-D arrays of equal, non-zero length")
         if times[0] != 0.0:

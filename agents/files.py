@@ -1,0 +1,127 @@
+"""Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps.
+
+Every result file is written to a temporary name and moved into place with ``os.replace``, so a crash never leaves a
+half-written file; a set of files (a report) is built in a temporary folder and swapped in whole. JSON is written
+strictly (``NaN`` and infinities become ``null``), because strict readers (browsers, ``jq``, most other languages)
+reject the bare ``NaN`` that Python's ``json`` module writes by default. Output paths are checked before any long
+work starts, naming the flag, so a bad ``--out`` fails in a second rather than after an hour of training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) replaced by ``None``, recursively (dicts, lists, tuples)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as strict JSON (non-finite floats as ``null``), atomically."""
+    atomic_write_text(path, json.dumps(strict_json(payload), indent=1, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Parse a JSON file; a missing or corrupt file raises an error naming the file, the position and the cause."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {exc.start}): the file is corrupt") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: {what} is not valid JSON ({exc.msg}): the file is "
+                         "corrupt or was cut short; restore it or start a new run") from None
+
+
+def _probe_writable(folder: Path, flag: str, path: Path) -> None:
+    """Create and delete a file in ``folder``: the only check that also holds for root and read-only mounts."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot write there: {folder} refuses new files ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Check that ``path`` can become (or already is) a writable folder; nothing is created.
+
+    Raises ValueError naming ``flag`` when ``path`` is empty, is an existing file, or sits under a file or a folder
+    this process cannot write to.
+    """
+    if str(path) == "":
+        raise ValueError(f"{flag}: empty path; expected a folder")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: is an existing file; expected a folder (new or existing)")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise ValueError(f"{flag} {path}: {base} is a file, so no folder can be made under it")
+    _probe_writable(base, flag, path)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "-o") -> Path:
+    """Check that ``path`` can be written as a file (missing parent folders will be created); nothing is created.
+
+    Raises ValueError naming ``flag`` when ``path`` is empty, is an existing folder, or its folder cannot be written.
+    """
+    if str(path) == "":
+        raise ValueError(f"{flag}: empty path; expected a file path")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; expected a file path (e.g. {path / 'policy.onnx'})")
+    check_output_dir(path.parent, flag)
+    return path
+
+
+def swap_in_folder(built: Path, final: Path) -> None:
+    """Replace folder ``final`` by the completely written folder ``built`` (two renames on one file system).
+
+    Readers see the old folder or the new one, never a mix; a crash between the renames leaves the old folder as
+    ``<final>.old-*`` beside the new one, never a partial folder under ``final``'s name.
+    """
+    if not final.exists():
+        os.replace(built, final)
+        return
+    old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
+    os.replace(final, old / final.name)
+    os.replace(built, final)
+    shutil.rmtree(old, ignore_errors=True)

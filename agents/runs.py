@@ -1,0 +1,149 @@
+"""Run folders: refuse to overwrite a run by accident, and resume only a run whose settings match.
+
+A run folder holds ``config.json`` (what the run was started with; written once, never rewritten), the framework's
+checkpoints, the best model and ``train.json``. ``prepare_run_dir`` decides, before any long work, what a ``train``
+or ``run`` command may do with its ``--out`` folder:
+
+* a folder that holds a run is never overwritten silently: the command refuses and names ``--resume`` (continue
+  it) and ``--force`` (delete its files and start again);
+* ``--resume`` on a folder that never held a run refuses instead of starting from scratch;
+* ``--resume`` checks the stored framework, algorithm and every setting against this command's, naming each flag
+  that differs, and records the resume in ``resumes.json`` (``config.json`` stays as the run was started).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .files import read_json, write_json
+
+CONFIG = "config.json"
+RESUMES = "resumes.json"
+# what the project writes into a run folder; --force deletes these and nothing else
+RUN_FILES = (CONFIG, RESUMES, "train.json", "state.json", "model.zip", "best_model.zip", "learning_curve.png",
+             "policy.onnx", "report.json", "report_meta.json", "report.md", "tune.json")
+RUN_FOLDERS = ("checkpoints", "checkpoint", "best", "tb", "tune")
+# files whose presence means the folder holds a run (rather than, say, an empty folder made by hand)
+RUN_MARKERS = (CONFIG, "train.json", "state.json", "model.zip", "best_model.zip", "checkpoints", "checkpoint")
+# settings that may change on resume: the training length, and how many workers sample (not what they learn)
+RESUMABLE = {"timesteps", "eval_freq", "checkpoint_freq", "iterations", "num_env_runners"}
+# the flag that sets each compared setting, to name in errors
+FLAGS = {"framework": "--framework", "algo": "--algo", "n_envs": "--n-envs", "seed": "--seed",
+         "profile": "--profile", "traces": "--traces"}
+
+
+class RunFolderError(ValueError):
+    """The ``--out`` folder cannot be used as asked; the message says why and which flag to use instead."""
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds (part of) a training run written by this project."""
+    return out.is_dir() and any((out / name).exists() for name in RUN_MARKERS)
+
+
+def clear_run(out: Path) -> None:
+    """Delete the files and folders a run writes (``--force``); anything else in the folder is left alone."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for png in out.glob("*.png"):  # report plots
+        png.unlink()
+
+
+def _normalise(value: Any) -> Any:
+    """JSON round trip, so tuples compare equal to the lists read back from disk."""
+    return json.loads(json.dumps(value))
+
+
+def setting_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between a stored and a requested config, skipping resumable settings."""
+    diffs = []
+    for key in sorted(set(stored) | set(wanted)):
+        if key in RESUMABLE or key == "command":
+            continue
+        old, new = _normalise(stored.get(key)), _normalise(wanted.get(key))
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += setting_differences(old, new, f"{prefix}{key}.")
+            continue
+        if old != new:
+            flag = FLAGS.get(key)
+            how = f"{flag} {new}" if flag else f"{prefix}{key} = {json.dumps(new)[:80]} (code or defaults changed)"
+            diffs.append(f"{prefix}{key}: the run has {json.dumps(old)[:80]}, this command {how}")
+    return diffs
+
+
+def check_run_dir(out: Path, resume: bool, force: bool) -> None:
+    """The checks on ``--out`` that need no settings (so they can run before any input is loaded).
+
+    Raises RunFolderError when ``--resume`` and ``--force`` are both given, when ``--resume`` names a folder that
+    holds no run, and when a folder that holds a run is named without either flag.
+    """
+    if resume and force:
+        raise RunFolderError("--resume and --force contradict each other: --resume continues the run in --out, "
+                             "--force deletes it")
+    exists = holds_run(out)
+    if resume and not exists:
+        raise RunFolderError(f"--resume: {out} holds no run to resume (no {CONFIG}, checkpoint or model); "
+                             "leave out --resume to start a new run there")
+    if exists and not resume and not force:
+        raise RunFolderError(f"--out {out} already holds a training run; pass --resume to continue it or --force "
+                             "to delete it and start a new one (or choose another --out)")
+
+
+def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, force: bool,
+                    has_checkpoint: Callable[[Path], bool],
+                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Make ``out`` ready for this command before any long work; returns the stored config when resuming.
+
+    ``config`` is what ``config.json`` would hold for a new run (it must have ``framework``; its ``command`` is
+    recorded but never compared). A new run gets its
+    ``config.json`` written here; a resumed run keeps its own and gets an entry appended to ``resumes.json``.
+    Raises RunFolderError (naming ``--resume`` / ``--force``) instead of overwriting or guessing.
+    """
+    check_run_dir(out, resume, force)
+    if resume:
+        if not (out / CONFIG).exists():
+            raise RunFolderError(f"--resume: {out} has no {CONFIG} (written by older code), so its settings cannot be "
+                                 "checked; start a new run with --force or another --out")
+        stored = read_json(out / CONFIG, "run config")
+        framework = stored.get("framework", "sb3")  # runs from before the field existed were all SB3
+        if framework != config["framework"]:
+            raise RunFolderError(f"--resume: {out} holds a {framework} run, but this command trains with --framework "
+                                 f"{config['framework']}; pass --framework {framework} to continue it")
+        diffs = setting_differences({**stored, "framework": framework}, config)
+        if diffs:
+            raise RunFolderError(f"--resume: this command's settings differ from those {out / CONFIG} was started "
+                                 "with, so it would continue a different experiment:\n  " + "\n  ".join(diffs)
+                                 + "\nresume with the run's settings, or start a new run with --force or another --out")
+        if not has_checkpoint(out):
+            log(f"{out} holds a run that stopped before its first checkpoint: training starts again from step 0 with "
+                "the run's settings")
+        resumes = read_json(out / RESUMES, "resume log") if (out / RESUMES).exists() else []
+        resumes.append({"command": config.get("command"), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "from_checkpoint": has_checkpoint(out),
+                        **_flat_resumable(config)})
+        write_json(out / RESUMES, resumes)
+        return stored
+    if holds_run(out):  # with --force, as check_run_dir passed
+        log(f"--force: deleting the run in {out}")
+        clear_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, config)
+    return None
+
+
+def _flat_resumable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """This command's training length and worker count (what a resume may change), for the resume log."""
+    found: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in ("timesteps", "iterations", "num_env_runners"):
+            found[key] = value
+        elif isinstance(value, dict):
+            found.update(_flat_resumable(value))
+    return found
+
