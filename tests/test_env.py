@@ -24,7 +24,7 @@ def hand_env(trace=None, **changes) -> OffloadEnv:
 
 def test_frame_that_makes_its_deadline() -> None:
     env = hand_env()
-    env.reset(seed=0, options={"start_s": 5.0, "clips": [0]})
+    env.reset(seed=0, options={"start_s": 5.0, "scenes": [0]})
     _, reward, _, _, info = env.step(1)  # 50 kB at 1 MB/s: 50 ms upload + 30 ms RTT + 10 ms compute
     assert info["used_remote"] and not info["late"] and reward == 1.0
     assert info["latency_ms"] == pytest.approx(90.0)
@@ -177,7 +177,6 @@ def test_device_features_from_raw_signals_equal_env_observation() -> None:
     for a in [1, 2, 0, 3, 1, 1, 0]:
         sig = env.core.device_signals()
         device = build_observation(env.core.spec, sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"],
-                                   sig["n_meas"], sig["backlog_s"], sig["pending"], sig["since_meas_s"],
-                                   sig["offload_rate"], sig["last_action"])
+                                   sig["signals"])
         assert np.allclose(device[0], obs, atol=1e-6)
         obs = env.step(a)[0]
