@@ -86,12 +86,11 @@ def _latencies_s(profile: FrameProfile, config: EnvConfig) -> tuple[NDArray, NDA
 def _pack_traces(traces: Sequence[Trace]) -> dict[str, NDArray]:
     """The traces concatenated for the kernel (each keeps its own segments; cumulative bits get a closing entry)."""
     sizes = np.array([t.times_s.size for t in traces], np.int64)
-    return {"trace_times": np.concatenate([t.times_s for t in traces]),
-            "trace_mbps": np.concatenate([t.mbps for t in traces]),
+    return {"trace_segments": np.stack([np.concatenate([t.times_s for t in traces]),
+                                        np.concatenate([t.mbps for t in traces])], 1),
             "trace_cum_bits": np.concatenate([np.append(t.cumulative_bits(t.times_s), t.total_bits) for t in traces]),
-            "trace_first": np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64), "trace_segments": sizes,
-            "trace_duration": np.array([t.duration_s for t in traces]),
-            "trace_period_bits": np.array([t.total_bits for t in traces])}
+            "trace_index": np.stack([np.r_[0, np.cumsum(sizes)[:-1]], sizes], 1).astype(np.int64),
+            "trace_period": np.stack([[t.duration_s for t in traces], [t.total_bits for t in traces]], 1)}
 
 
 class OffloadDynamics:
@@ -114,21 +113,28 @@ class OffloadDynamics:
             remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
             max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
         self.student_s = student_s
+        n_actions = self.spec.n_actions
         params = np.zeros(1, kernel.PARAMS)
-        for name, value in {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s,
-                            "deadline_ms": config.deadline_ms, "student_s": student_s, "byte_cost": config.byte_cost,
-                            "local_baseline": config.reward_baseline == "local", "rate_ema": config.rate_ema,
-                            "max_queue": config.max_queue, "episode_frames": config.episode_frames,
-                            "oracle_bandwidth": config.oracle_bandwidth}.items():
+        values = {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s, "deadline_ms": config.deadline_ms,
+                  "student_s": student_s, "byte_cost": config.byte_cost, "rate_ema": config.rate_ema,
+                  "max_queue": config.max_queue, "episode_frames": config.episode_frames,
+                  "n_conf": prof.top_k + 2, "n_actions": n_actions,
+                  "local_baseline": config.reward_baseline == "local", "oracle_bandwidth": config.oracle_bandwidth}
+        assert set(values) == set(kernel.PARAMS.names), "every PARAMS field is derived here"
+        for name, value in values.items():
             params[name] = value
         remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
+        self.columns = kernel.Tables.frame_columns(prof.top_k + 2, n_actions)
+        frames = np.zeros((prof.n_frames, self.columns["correct"].stop))
+        frames[:, self.columns["conf"]] = confidence_features(prof.student_topk_prob)
+        frames[:, self.columns["remote_kb"]] = remote_bytes / 1000.0
+        frames[:, self.columns["bytes"]] = np.concatenate([np.zeros((prof.n_frames, 1)), remote_bytes], 1)
+        frames[:, self.columns["correct"]] = np.concatenate(
+            [prof.student_correct[:, None], prof.server_correct, prof.teacher_correct[:, None]], 1)
         self.tables = kernel.Tables(
-            params=params, conf=confidence_features(prof.student_topk_prob), remote_kb=remote_bytes / 1000.0,
-            remote_bytes=remote_bytes,
-            remote_correct=np.concatenate([prof.server_correct, prof.teacher_correct[:, None]], 1),
-            student_correct=np.ascontiguousarray(prof.student_correct), remote_times=np.stack([rtt_s, compute_s]),
-            obs_consts=observation_constants(self.spec)[1], scene_start=self.scene_start,
-            scene_len=self.scene_len, **_pack_traces(self.traces))
+            params=params, frames=frames, remote_times=np.stack([rtt_s, compute_s]),
+            obs_consts=observation_constants(self.spec)[1], scenes=np.stack([self.scene_start, self.scene_len], 1),
+            **_pack_traces(self.traces))
         self._kernel_tables = tuple(self.tables)
         # ring of uploads: all in flight plus the H newest completed; pieces: at worst one frame each
         self.state = kernel.EnvState.zeros(b, config.history + config.max_queue, config.episode_frames + 1)
@@ -143,7 +149,7 @@ class OffloadDynamics:
 
     @property
     def trace_durations_s(self) -> NDArray[np.float64]:
-        return self.tables.trace_duration
+        return self.tables.trace_period[:, 0]
 
     # ---- episodes --------------------------------------------------------------------------------------------
     def seed_rows(self, rows: Sequence[int], seeds: Sequence[int | np.random.Generator | None]) -> None:
@@ -209,16 +215,16 @@ class OffloadDynamics:
     # ---- stepping ---------------------------------------------------------------------------------------------
     def observe(self) -> NDArray[np.float32]:
         """All devices' observations at their current decision time (a buffer the next call overwrites)."""
-        kernel.observe(self._kernel_state, self._kernel_tables, self._kernel_buffers)
+        kernel.observe(self._kernel_state, self._kernel_tables, self._kernel_buffers, 0, self.num_envs)
         return self.buffers.obs
 
     def step(self, actions: NDArray[np.int64], autoreset: int = kernel.NO_AUTORESET) -> kernel.Buffers:
-        """One frame for every device (``actions``: int64 [B]); the returned buffers are overwritten next step.
+        """One frame for every device (``actions``: int64 [B]); the returned buffers are overwritten next step:
+        ``obs`` and ``out`` (``kernel.STEP`` records: reward, flags, info), ``final_obs`` with SAME_STEP.
 
         Raises a ValueError for an invalid action and a RuntimeError for a device that needs ``reset`` first.
         """
-        code, row = kernel.step(self._kernel_state, self._kernel_tables, self._kernel_buffers, actions,
-                                self.spec.n_actions, autoreset)
+        code, row = kernel.step(self._kernel_state, self._kernel_tables, self._kernel_buffers, actions, autoreset)
         if code != kernel.OK:
             self._raise(code, row, actions)
         return self.buffers
@@ -257,8 +263,9 @@ class OffloadDynamics:
         can_send = np.zeros(self.num_envs, bool)
         kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send)
         f = self.device_signals()["frame"]
-        return {"on_time": on_time, "correct": self.tables.remote_correct[f], "bytes": self.tables.remote_bytes[f],
-                "student_correct": self.tables.student_correct[f], "can_send": can_send}
+        correct = self.tables.frames[f, self.columns["correct"]] > 0
+        return {"on_time": on_time, "correct": correct[:, 1:], "bytes": self.tables.frames[f, self.columns["bytes"]][:, 1:],
+                "student_correct": correct[:, 0], "can_send": can_send}
 
     def device_signals(self) -> dict[str, NDArray]:
         """What each device knows at its current decision time, as ``envs.features.build_observation``'s inputs.
@@ -268,5 +275,6 @@ class OffloadDynamics:
         """
         self.observe()
         f = self.buffers.frame.copy()
-        return {"frame": f, "topk_prob": self.profile.student_topk_prob[f], "remote_kb": self.tables.remote_kb[f],
+        return {"frame": f, "topk_prob": self.profile.student_topk_prob[f],
+                "remote_kb": self.tables.frames[f, self.columns["remote_kb"]],
                 "meas_mbps": self.buffers.meas_mbps.copy(), "signals": self.buffers.signals.copy()}

@@ -171,8 +171,8 @@ class OffloadEnv(gym.Env):
             raise ValueError(f"invalid action {action!r}: expected an integer in [0, {self.core.n_actions}) "
                              f"meaning {self.action_names}")
         out = self.core.step(self._action)
-        return (out.obs[0].copy(), float(out.reward[0]), False, bool(out.truncated[0]),
-                dict(zip(_INFO_KEYS, out.info[0].item())))
+        reward, terminated, truncated, _, *info = out.out[0].item()
+        return out.obs[0].copy(), reward, terminated, truncated, dict(zip(_INFO_KEYS, info))
 
 
 class OffloadVectorEnv(VectorEnv):
@@ -241,8 +241,9 @@ class OffloadVectorEnv(VectorEnv):
 
     def step(self, actions: NDArray):
         out = self.core.step(self.core.as_actions(actions), kernel.NEXT_STEP)
-        info = out.info.copy()
-        mask = out.stepped.copy()  # sub-envs that were reset carry no step information
-        infos: dict[str, NDArray] = {k: info[k] for k in _INFO_KEYS}
+        rec = out.out.copy()
+        mask = rec["stepped"]  # sub-envs that were reset carry no step information
+        infos: dict[str, NDArray] = {k: rec[k] for k in _INFO_KEYS}
         infos.update({f"_{k}": mask for k in _INFO_KEYS})
-        return out.obs.copy(), out.reward.copy(), out.terminated.copy(), out.truncated.copy(), infos
+        return (out.obs.copy(), np.ascontiguousarray(rec["reward"]), np.ascontiguousarray(rec["terminated"]),
+                np.ascontiguousarray(rec["truncated"]), infos)

@@ -52,11 +52,12 @@ class SB3OffloadVecEnv(VecEnv):
             raise RuntimeError("step_wait() without step_async(actions)")
         out = self.core.step(self._actions, kernel.SAME_STEP)
         self._actions = None
-        done = out.terminated | out.truncated
+        done = out.out["terminated"] | out.out["truncated"]
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(done):
-            infos[i] = {"terminal_observation": out.final_obs[i].copy(), "TimeLimit.truncated": bool(out.truncated[i])}
-        return out.obs.copy(), out.reward.astype(np.float32), done, infos
+            infos[i] = {"terminal_observation": out.final_obs[i].copy(),
+                        "TimeLimit.truncated": bool(out.out["truncated"][i])}
+        return out.obs.copy(), out.out["reward"].astype(np.float32), done, infos
 
     def close(self) -> None:
         pass
