@@ -226,10 +226,16 @@ class OffloadDynamics:
         """
         code, row = kernel.step(self._kernel_state, self._kernel_tables, self._kernel_buffers, actions, autoreset)
         if code != kernel.OK:
-            self._raise(code, row, actions)
+            self.raise_step_error(code, row, actions)
         return self.buffers
 
-    def _raise(self, code: int, row: int, actions: NDArray) -> None:
+    def step_args(self, actions: NDArray[np.int64], autoreset: int) -> tuple:
+        """``kernel.step``'s arguments for a fixed actions buffer: the single env's hot path calls the kernel with
+        them directly (saving a Python call per step) and hands a non-OK result to ``raise_step_error``."""
+        return self._kernel_state, self._kernel_tables, self._kernel_buffers, actions, autoreset
+
+    def raise_step_error(self, code: int, row: int, actions: NDArray) -> None:
+        """The exception for ``kernel.step``'s return code (nothing changed in the kernel)."""
         where = f" (env {row})" if self.num_envs > 1 else ""
         if code == kernel.BAD_ACTION:
             raise ValueError(f"invalid action {actions[row].item()!r}{where}: expected an integer in [0, {self.n_actions}) "

@@ -124,7 +124,7 @@ class Buffers(NamedTuple):
                    np.zeros(b, np.int64), np.zeros((b, history)), np.zeros(b, SIGNALS))
 
 
-jit = numba.njit(cache=True, nogil=True)
+jit = numba.njit(cache=True)
 _observation_into = jit(observation_into)
 
 # ---- random stream: SplitMix64 (Steele, Lea & Flood 2014), one 64-bit state per device ----------------------

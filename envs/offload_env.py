@@ -137,6 +137,9 @@ class OffloadEnv(gym.Env):
         self._action = np.zeros(1, np.int64)
         self._row = np.zeros(1, np.int64)
         self._keyed = False
+        self._step_args = self.core.step_args(self._action, kernel.NO_AUTORESET)
+        self._obs_row = self.core.buffers.obs[0]  # views into the kernel's output buffers
+        self._out_row = self.core.buffers.out[0]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode. ``options`` may pin ``trace``, ``start_s``, and ``pieces`` or ``scenes``."""
@@ -170,9 +173,11 @@ class OffloadEnv(gym.Env):
         else:
             raise ValueError(f"invalid action {action!r}: expected an integer in [0, {self.core.n_actions}) "
                              f"meaning {self.action_names}")
-        out = self.core.step(self._action)
-        reward, terminated, truncated, _, *info = out.out[0].item()
-        return out.obs[0].copy(), reward, terminated, truncated, dict(zip(_INFO_KEYS, info))
+        code, row = kernel.step(*self._step_args)
+        if code:
+            self.core.raise_step_error(code, row, self._action)
+        reward, terminated, truncated, _, *info = self._out_row.item()
+        return self._obs_row.copy(), reward, terminated, truncated, dict(zip(_INFO_KEYS, info))
 
 
 class OffloadVectorEnv(VectorEnv):
@@ -241,7 +246,7 @@ class OffloadVectorEnv(VectorEnv):
 
     def step(self, actions: NDArray):
         out = self.core.step(self.core.as_actions(actions), kernel.NEXT_STEP)
-        rec = out.out.copy()
+        rec = out.out.view(np.uint8).copy().view(kernel.STEP)  # a byte copy: ~8x faster than a record copy
         mask = rec["stepped"]  # sub-envs that were reset carry no step information
         infos: dict[str, NDArray] = {k: rec[k] for k in _INFO_KEYS}
         infos.update({f"_{k}": mask for k in _INFO_KEYS})
