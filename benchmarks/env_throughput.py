@@ -4,7 +4,7 @@ Rows: CartPole-v1 (unwrapped, the single-env reference), Gymnasium's NumPy ``Car
 (the batched reference), OffloadEnv, OffloadVectorEnv (64 and 1,024 envs), SB3OffloadVecEnv (1,024). Ratios are
 taken within the run, so they hold on a shared, noisy machine. Also: the kernel's first-call compile time, cold
 (empty Numba cache, in a fresh process) and cached (a second fresh process), and with ``--rllib`` RLlib PPO
-env-steps/s with 0 and 2 EnvRunners (8,192-step iterations).
+env-steps/s with 0 and 2 EnvRunners (the project's RLlibConfig otherwise: 8 envs each, 8,192-step iterations).
 Goals (issue #13): OffloadEnv >= 1.0x CartPole-v1; OffloadVectorEnv at 1,024 >= 1.0x CartPoleVectorEnv at 1,024;
 RLlib PPO with 2 EnvRunners >= 3x the 1.9k steps/s measured before the compiled core.
 
@@ -102,30 +102,47 @@ def _rllib_env(env_config: dict[str, Any]):
     return OffloadEnv(profile, traces, EnvConfig(episode_frames=env_config.get("episode_frames", 300)))
 
 
-def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, float]:
-    """RLlib PPO (new API stack) env-steps/s per training iteration of 8,192 steps, after one warm-up iteration."""
+def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str, float]]:
+    """RLlib PPO (new API stack) with the project's ``RLlibConfig`` defaults (8 envs per EnvRunner, 8,192-step
+    batches, 10 epochs, 256x256) and 0 or 2 EnvRunners, after one warm-up iteration.
+
+    Per setting: ``iteration`` env-steps/s (sampled steps over the iterations' wall time, sampling and learning,
+    the issue's measure) and ``sampling`` env-steps/s (over RLlib's own sampling timer only).
+    """
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.tune.registry import register_env
 
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *sys.path])  # EnvRunners import this checkout
+    import envs
+    from agents.rllib import RLlibConfig
+
+    checkout = Path(envs.__file__).resolve().parents[1]  # the envs this process imports (PYTHONPATH may pick one)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(checkout), *sys.path])  # ... and so do the EnvRunners
+    print(f"RLlib over {checkout}")
+    cfg = RLlibConfig()
     ray.init(include_dashboard=False, num_cpus=max(runners) + 1, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
     register_env("offload-bench", _rllib_env)
     out = {}
     try:
         for n in runners:
-            algo = (PPOConfig().environment("offload-bench", env_config={"episode_frames": 300})
-                    .env_runners(num_env_runners=n, num_envs_per_env_runner=1, rollout_fragment_length="auto")
+            algo = (PPOConfig().environment("offload-bench", env_config={"episode_frames": cfg.episode_frames})
+                    .env_runners(num_env_runners=n, num_envs_per_env_runner=cfg.envs_per_runner,
+                                 rollout_fragment_length="auto")
                     .learners(num_learners=0)
-                    .training(train_batch_size_per_learner=8192, minibatch_size=1024, num_epochs=1)
+                    .training(train_batch_size_per_learner=cfg.train_batch, minibatch_size=cfg.minibatch,
+                              num_epochs=cfg.epochs)
+                    .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.hidden),
+                                                               fcnet_activation="tanh"))
                     .debugging(seed=0)).build_algo()
             algo.train()  # warm-up: worker start, first compile from cache, torch threads
-            steps, t0 = 0, time.perf_counter()
+            steps, sampling_s, t0 = 0, 0.0, time.perf_counter()
             for _ in range(iterations):
                 res = algo.train()
                 steps += int(res["env_runners"]["num_env_steps_sampled"])
-            out[n] = steps / (time.perf_counter() - t0)
+                sampling_s += float(res["timers"]["env_runner_sampling_timer"])
+            out[n] = {"iteration": steps / (time.perf_counter() - t0), "sampling": steps / sampling_s}
             algo.stop()
     finally:
         ray.shutdown()
@@ -174,7 +191,8 @@ def main() -> None:
     if args.rllib or args.rllib_only:
         rl = rllib_rates((0, 2), args.rllib_iterations)
         for n, r in rl.items():
-            print(f"RLlib PPO, {n} EnvRunners: {r:,.0f} env-steps/s")
+            print(f"RLlib PPO, {n} EnvRunners: {r['iteration']:,.0f} env-steps/s per iteration "
+                  f"(sampling alone {r['sampling']:,.0f})")
         payload["rllib_ppo_steps_per_s"] = {str(n): r for n, r in rl.items()}
     write_json(args.out, payload)
     print(f"wrote {args.out}")

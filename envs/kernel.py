@@ -49,6 +49,7 @@ STATE = np.dtype([
     ("issued", np.int64),         # uploads sent this episode (the ring slot of the next is issued % ring)
     ("offload_ema", np.float64),  # EMA of "this frame was offloaded"
     ("last_action", np.int64),    # previous action (0 at episode start)
+    ("segment", np.int64),        # trace segment of the last lookup: where the next search starts (a hint only)
 ])
 
 PARAMS = np.dtype([
@@ -166,21 +167,29 @@ def _count(values, first, n, x, right):
 
 
 @jit
-def _segment(segments, first, n, phase):
-    """Segment (relative to ``first``) of the trace whose n segments start at ``first`` that holds ``phase``."""
+def _segment(segments, first, n, phase, hint):
+    """Segment (relative to ``first``) of the trace whose n segments start at ``first`` that holds ``phase``.
+
+    Time moves forward by a frame at a time and segments last about a second, so the answer is almost always
+    ``hint`` or the one after it: those are checked first, else a binary search (the answer is the same).
+    """
+    for j in (hint, hint + 1):
+        if 0 <= j < n and segments[first + j, 0] <= phase and (j + 1 == n or phase < segments[first + j + 1, 0]):
+            return j
     return min(max(_count(segments[:, 0], first, n, phase, True) - 1, 0), n - 1)
 
 
 @jit
-def _mbps_at(segments, trace_index, trace_period, trace, t):
-    """``Trace.mbps_at``: throughput of ``trace`` at time t (wrapping around its period)."""
+def _mbps_at(segments, trace_index, trace_period, trace, t, hint):
+    """``Trace.mbps_at``: throughput of ``trace`` at time t (wrapping around its period), and its segment."""
     first, n = trace_index[trace, 0], trace_index[trace, 1]
     dur = trace_period[trace, 0]
-    return segments[first + _segment(segments, first, n, t - math.floor(t / dur) * dur), 1]
+    j = _segment(segments, first, n, t - math.floor(t / dur) * dur, hint)
+    return segments[first + j, 1], j
 
 
 @jit
-def _transfer_s(segments, cum_bits, trace_index, trace_period, trace, start, nbytes):
+def _transfer_s(segments, cum_bits, trace_index, trace_period, trace, start, nbytes, hint):
     """``Trace.transfer_time``: seconds to upload ``nbytes`` from ``start`` on ``trace`` (through outages)."""
     if nbytes <= 0.0:
         return 0.0
@@ -188,7 +197,7 @@ def _transfer_s(segments, cum_bits, trace_index, trace_period, trace, start, nby
     cum_first = first + trace  # each trace has n + 1 cumulative entries
     dur, period = trace_period[trace, 0], trace_period[trace, 1]
     phase = start - math.floor(start / dur) * dur
-    i = _segment(segments, first, n, phase)
+    i = _segment(segments, first, n, phase, hint)
     target = cum_bits[cum_first + i] + segments[first + i, 1] * 1e6 * (phase - segments[first + i, 0]) + nbytes * 8.0
     wraps = max(math.ceil(target / period) - 1.0, 0.0)  # whole periods before the one the upload ends in
     rem = target - wraps * period
@@ -211,6 +220,7 @@ def _begin_episode(device, uploads, i):
     d["issued"] = 0
     d["offload_ema"] = 0.0
     d["last_action"] = 0
+    d["segment"] = 0
     uploads[i, :, 0] = -np.inf
     uploads[i, :, 1] = 0.0
 
@@ -285,11 +295,11 @@ def observe(state, tables, buffers, lo, hi):
     prm = params[0]
     ring = uploads.shape[1]
     for i in range(lo, hi):
-        d = device[i]
+        dev = device[i]
         frame[i] = _frame(device, pieces, scenes, i)
-        td = d["start_s"] + d["step"] * prm["frame_s"] + prm["student_s"]
-        pending = _pending(uploads, i, td)
-        newest = d["issued"] - pending - 1  # the newest completed upload (FIFO: completions in order)
+        decide_s = dev["start_s"] + dev["step"] * prm["frame_s"] + prm["student_s"]
+        pending = _pending(uploads, i, decide_s)
+        newest = dev["issued"] - pending - 1  # the newest completed upload (FIFO: completions in order)
         n_meas = 0
         for j in range(meas.shape[1]):
             if newest - j >= 0:
@@ -299,12 +309,12 @@ def observe(state, tables, buffers, lo, hi):
                 meas[i, j] = 0.0
         sig = signals[i]
         sig["n_meas"] = n_meas
-        sig["backlog_s"] = max(d["link_free_s"] - td, 0.0)
+        sig["backlog_s"] = max(dev["link_free_s"] - decide_s, 0.0)
         sig["pending"] = pending
-        sig["since_meas_s"] = td - (uploads[i, newest % ring, 0] if newest >= 0 else d["start_s"])
-        sig["offload_rate"] = d["offload_ema"]
-        sig["last_action"] = d["last_action"]
-        sig["true_mbps"] = (_mbps_at(segments, trace_index, trace_period, d["trace"], td)
+        sig["since_meas_s"] = decide_s - (uploads[i, newest % ring, 0] if newest >= 0 else dev["start_s"])
+        sig["offload_rate"] = dev["offload_ema"]
+        sig["last_action"] = dev["last_action"]
+        sig["true_mbps"] = (_mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s, dev["segment"])[0]
                             if prm["oracle_bandwidth"] else 0.0)
     n_conf = prm["n_conf"]
     _observation_into(obs[lo:hi], frame[lo:hi], frames[:, :n_conf], frames[:, n_conf:n_conf + prm["n_actions"] - 1],
@@ -319,17 +329,17 @@ def preview(state, tables, on_time, can_send):
     prm = params[0]
     bytes_col = prm["n_conf"] + prm["n_actions"] - 1
     for i in range(device.shape[0]):
-        d = device[i]
-        f = _frame(device, pieces, scenes, i)
-        t = d["start_s"] + d["step"] * prm["frame_s"]
-        td = t + prm["student_s"]
-        can_send[i] = _pending(uploads, i, td) < prm["max_queue"]
-        start = max(td, d["link_free_s"])
+        dev = device[i]
+        frame = _frame(device, pieces, scenes, i)
+        capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
+        decide_s = capture_s + prm["student_s"]
+        can_send[i] = _pending(uploads, i, decide_s) < prm["max_queue"]
+        start_s = max(decide_s, dev["link_free_s"])
         for r in range(on_time.shape[1]):
-            upload = _transfer_s(segments, cum_bits, trace_index, trace_period, d["trace"], start,
-                                 frames[f, bytes_col + 1 + r])
-            answer = start + upload + remote_times[0, r] + remote_times[1, r]
-            on_time[i, r] = can_send[i] and answer <= t + prm["deadline_s"] + 1e-12
+            upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s,
+                                   frames[frame, bytes_col + 1 + r], dev["segment"])
+            answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
+            on_time[i, r] = can_send[i] and answer_s <= capture_s + prm["deadline_s"] + 1e-12
 
 
 @jit
@@ -366,47 +376,50 @@ def step(state, tables, buffers, actions, mode):
     correct_col = bytes_col + prm["n_actions"]
     b = actions.shape[0]
     for i in range(b):
-        d = device[i]
+        dev = device[i]
         rec = out[i]
         rec["terminated"] = False  # the stream never ends by itself
-        if d["status"] == OVER:  # NEXT_STEP autoreset
+        if dev["status"] == OVER:  # NEXT_STEP autoreset
             _draw_episode(device, uploads, pieces, scenes, trace_period, prm["episode_frames"], i)
             rec["reward"] = 0.0
             rec["truncated"] = False
             rec["stepped"] = False
             continue
-        a = actions[i]
-        f = _frame(device, pieces, scenes, i)
-        t = d["start_s"] + d["step"] * prm["frame_s"]
-        td = t + prm["student_s"]
-        refused = a > 0 and _pending(uploads, i, td) >= prm["max_queue"]
-        send = a > 0 and not refused
+        action = actions[i]
+        frame = _frame(device, pieces, scenes, i)
+        capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
+        decide_s = capture_s + prm["student_s"]
+        true_mbps, dev["segment"] = _mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s,
+                                             dev["segment"])
+        refused = action > 0 and _pending(uploads, i, decide_s) >= prm["max_queue"]
+        send = action > 0 and not refused
         nbytes = 0.0
         on_time = False
         latency_ms = prm["student_s"] * 1000.0
         if send:
-            nbytes = frames[f, bytes_col + a]
-            start = max(td, d["link_free_s"])
-            upload = _transfer_s(segments, cum_bits, trace_index, trace_period, d["trace"], start, nbytes)
-            answer = start + upload + remote_times[0, a - 1] + remote_times[1, a - 1]
-            on_time = answer <= t + prm["deadline_s"] + 1e-12
-            latency_ms = (answer - t) * 1000.0 if on_time else prm["deadline_ms"]
-            slot = d["issued"] % ring
-            uploads[i, slot, 0] = start + upload
-            uploads[i, slot, 1] = nbytes * 8e-6 / max(upload, 1e-9)
-            d["issued"] += 1
-            d["link_free_s"] = start + upload
-        correct = frames[f, correct_col + (a if on_time else 0)] > 0
-        d["offload_ema"] += prm["rate_ema"] * ((1.0 if send else 0.0) - d["offload_ema"])
-        d["last_action"] = a
-        d["step"] += 1
-        d["offset"] += 1
-        if d["offset"] >= pieces[i, d["piece"], 2]:
-            d["offset"] = 0
-            d["piece"] = (d["piece"] + 1) % d["n_pieces"]
+            nbytes = frames[frame, bytes_col + action]
+            start_s = max(decide_s, dev["link_free_s"])
+            upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s, nbytes,
+                                   dev["segment"])
+            answer_s = start_s + upload_s + remote_times[0, action - 1] + remote_times[1, action - 1]
+            on_time = answer_s <= capture_s + prm["deadline_s"] + 1e-12
+            latency_ms = (answer_s - capture_s) * 1000.0 if on_time else prm["deadline_ms"]
+            slot = dev["issued"] % ring
+            uploads[i, slot, 0] = start_s + upload_s
+            uploads[i, slot, 1] = nbytes * 8e-6 / max(upload_s, 1e-9)
+            dev["issued"] += 1
+            dev["link_free_s"] = start_s + upload_s
+        correct = frames[frame, correct_col + (action if on_time else 0)] > 0
+        dev["offload_ema"] += prm["rate_ema"] * ((1.0 if send else 0.0) - dev["offload_ema"])
+        dev["last_action"] = action
+        dev["step"] += 1
+        dev["offset"] += 1
+        if dev["offset"] >= pieces[i, dev["piece"], 2]:
+            dev["offset"] = 0
+            dev["piece"] = (dev["piece"] + 1) % dev["n_pieces"]
         reward = (1.0 if correct else 0.0) - prm["byte_cost"] * nbytes / 1e6
         if prm["local_baseline"]:
-            reward -= frames[f, correct_col]
+            reward -= frames[frame, correct_col]
         rec["reward"] = reward
         rec["stepped"] = True
         rec["correct"] = correct
@@ -415,13 +428,13 @@ def step(state, tables, buffers, actions, mode):
         rec["refused"] = refused
         rec["latency_ms"] = latency_ms
         rec["bytes"] = nbytes
-        rec["true_mbps"] = _mbps_at(segments, trace_index, trace_period, d["trace"], td)
-        rec["action"] = a
-        rec["trace"] = d["trace"]
-        rec["frame"] = f
-        rec["truncated"] = d["step"] >= prm["episode_frames"]
+        rec["true_mbps"] = true_mbps
+        rec["action"] = action
+        rec["trace"] = dev["trace"]
+        rec["frame"] = frame
+        rec["truncated"] = dev["step"] >= prm["episode_frames"]
         if rec["truncated"]:
-            d["status"] = OVER
+            dev["status"] = OVER
     observe(state, tables, buffers, 0, b)
     if mode == SAME_STEP:
         for i in range(b):
