@@ -147,10 +147,6 @@ class OffloadDynamics:
     def n_actions(self) -> int:
         return self.spec.n_actions
 
-    @property
-    def trace_durations_s(self) -> NDArray[np.float64]:
-        return self.tables.trace_period[:, 0]
-
     # ---- episodes --------------------------------------------------------------------------------------------
     def seed_rows(self, rows: Sequence[int], seeds: Sequence[int | np.random.Generator | None]) -> None:
         """Give each device in ``rows`` its random stream: from an int seed, a NumPy generator, or fresh entropy.
@@ -248,15 +244,13 @@ class OffloadDynamics:
     def as_actions(self, actions: Any) -> NDArray[np.int64]:
         """``actions`` as the kernel's int64 [B]; integral floats are accepted, anything else is a clear error."""
         a = np.asarray(actions)
-        if a.shape != (self.num_envs,):
-            a = a.reshape(-1) if a.size == self.num_envs else a
-        if a.shape == (self.num_envs,) and a.dtype != np.int64:
-            if np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating)
-                                                      and np.all(a == np.round(a))):
-                a = a.astype(np.int64)
-        if a.shape != (self.num_envs,) or a.dtype != np.int64:
+        if a.size == self.num_envs:
+            a = a.reshape(self.num_envs)  # SB3 passes [B, 1] for Discrete
+        integral = np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating)
+                                                          and bool(np.all(a == np.round(a))))
+        if a.shape != (self.num_envs,) or not integral:
             raise ValueError(f"actions must be {self.num_envs} integers in [0, {self.n_actions}), got {actions!r}")
-        return a
+        return a.astype(np.int64, copy=False)
 
     # ---- what the device and the oracle know --------------------------------------------------------------------
     def preview(self) -> dict[str, NDArray]:

@@ -20,14 +20,56 @@ in the entry points so that no call inside a loop passes whole tuples of arrays.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.core import caching
 from numpy.typing import NDArray
 
+from . import features
 from .features import SIGNALS, observation_into
+
+# ---- Numba's on-disk cache must also go stale when the observation changes ------------------------------------------
+# Numba stamps a cached function with its own source file only, but the kernel's machine code includes the
+# compiled ``features.observation_into``: after an edit of features.py alone, the cache would keep serving the old
+# observation (wrong width, writes past the buffer). The kernel's functions are therefore stamped with both files.
+_SOURCES = (Path(__file__).resolve(), Path(features.__file__).resolve())
+
+
+def _sources_stamp() -> bytes:
+    digest = hashlib.sha256()
+    for path in _SOURCES:
+        digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def _stamping_both_sources(base: type) -> type:
+    class KernelSourcesLocator(base):
+        """``base`` for the kernel's functions, stamped with the kernel's and the observation's sources."""
+
+        stamps_both_sources = base
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if Path(py_file).resolve() != _SOURCES[0]:
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self):
+            return _sources_stamp()
+
+    return KernelSourcesLocator
+
+
+_LOCATORS = (getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes
+for _name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"):
+    _base = getattr(caching, _name, None) or getattr(caching, "_" + _name)
+    if not any(getattr(c, "stamps_both_sources", None) is _base for c in _LOCATORS):  # once per process
+        _LOCATORS.insert(_LOCATORS.index(_base), _stamping_both_sources(_base))
 
 # status of a device's episode
 NOT_STARTED, RUNNING, OVER = 0, 1, 2
