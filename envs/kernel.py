@@ -243,7 +243,12 @@ def _transfer_s(segments, cum_bits, trace_index, trace_period, trace, start, nby
     target = cum_bits[cum_first + i] + segments[first + i, 1] * 1e6 * (phase - segments[first + i, 0]) + nbytes * 8.0
     wraps = max(math.ceil(target / period) - 1.0, 0.0)  # whole periods before the one the upload ends in
     rem = target - wraps * period
-    j = min(max(_count(cum_bits, cum_first, n + 1, rem, False) - 1, 0), n - 1)
+    j = -1  # the segment the upload ends in: the last with cumulative bits < rem; most uploads end in i or i + 1
+    for k in (i, i + 1):
+        if j < 0 and k < n and cum_bits[cum_first + k] < rem <= cum_bits[cum_first + k + 1]:
+            j = k
+    if j < 0:
+        j = min(max(_count(cum_bits, cum_first, n + 1, rem, False) - 1, 0), n - 1)
     rate = segments[first + j, 1] * 1e6
     t_end = segments[first + j, 0] + (rem - cum_bits[cum_first + j]) / (rate if rate > 0 else 1.0)
     return max(wraps * dur + t_end - phase, 0.0)
