@@ -8,7 +8,7 @@ machine code next to the sources, so only the first use on a machine pays the co
 
 Layout, all defined in this module:
   * ``STATE``: one record per device (episode, uplink, behaviour, its own random stream). A new per-device field
-    is one line in ``STATE`` and, if it must not start at 0, one line in ``_begin_episode``.
+    is one line in ``STATE`` plus its value at episode start in ``_begin_episode`` (the one reset of the state).
   * ``EnvState``: the ``STATE`` records plus the arrays whose size depends on the config (upload ring, pieces).
   * ``Tables``: everything fixed for the env's lifetime (``PARAMS``, one per-frame table, scenes, packed traces),
     built once by ``envs.core``. A new per-frame quantity is one more column group of ``frames``.
