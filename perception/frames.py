@@ -1,8 +1,9 @@
-"""Video-like frame streams: each labelled photo becomes a clip of K frames along a smooth, seeded camera path.
+"""Video-like frame streams: each labelled photo becomes a scene of a few seconds along a seeded hand-held camera path.
 
-Consecutive frames share content (a panning, zooming crop window; slowly drifting exposure; blur when the
-camera moves fast), so a model's confidence and correctness are correlated over time as in real video. Clips,
-not frames, are the unit of train/test splitting.
+Consecutive frames share content (a panning, zooming crop window; drifting exposure; shake, motion blur, sensor
+noise), so a model's confidence and correctness are correlated over time as in real video, for seconds: the
+temporal locality that answer reuse lives on. Scenes, not frames, are the unit of train/test splitting. Real
+video files enter through ``iter_video_frames``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageFilter
 
 IMAGES_ENV = "OFFLOAD_GYM_IMAGES"
 SHARED_ENV = "OFFLOAD_GYM_SHARED"
@@ -22,15 +23,97 @@ IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 @dataclass(frozen=True)
-class ClipSpec:
-    """How clips are rendered. ``capture`` is the device camera's frame size (width, height)."""
+class SceneSpec:
+    """How a photo becomes a scene: a few seconds of hand-held video of the same object, rendered at ``fps``.
 
-    frames: int = 8
+    Scene lengths are log-normal (median ``median_s``, log-sd ``length_sigma``, clipped to [min_s, max_s]) so that
+    no fixed period exists. The camera moves as real hand-held footage does: a pan whose velocity follows an
+    Ornstein-Uhlenbeck process (smooth, with changes of direction), a zoom that wanders inside ``zoom_range`` (when
+    zoomed in, the pan can take the object partly out of view and back), per-frame shake, slowly drifting exposure,
+    motion blur proportional to the camera's speed and sensor noise. All rates are per second, so changing ``fps``
+    samples the same motion more or less densely. ``capture`` is the device camera's frame size (width, height).
+    """
+
+    fps: float = 15.0
+    median_s: float = 2.2
+    length_sigma: float = 0.4
+    min_s: float = 1.0
+    max_s: float = 8.0
     capture: tuple[int, int] = (448, 336)
-    zoom_range: tuple[float, float] = (0.70, 0.98)  # crop window side as a fraction of the largest 4:3 window
-    max_pan: float = 0.12  # total pan over a clip as a fraction of the image size
-    brightness_drift: float = 0.12  # max relative exposure change over a clip
-    blur: bool = True  # blur proportional to camera speed (motion blur stand-in)
+    zoom_range: tuple[float, float] = (0.55, 0.98)  # crop window side as a fraction of the largest 4:3 window
+    pan_speed: float = 0.16  # stationary sd of the pan velocity, image widths per second
+    pan_tau_s: float = 0.8  # correlation time of the pan velocity
+    zoom_speed: float = 0.12  # sd of the zoom drift per sqrt(second)
+    shake: float = 0.003  # per-frame jitter sd, image widths
+    exposure_drift: float = 0.06  # sd of the exposure drift per sqrt(second) (relative)
+    blur: bool = True  # blur proportional to camera speed (motion blur)
+    noise: float = 2.0  # sensor noise sd, in 0..255 levels
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"SceneSpec.fps must be > 0, got {self.fps}")
+        if not 0 < self.min_s <= self.median_s <= self.max_s:
+            raise ValueError(f"SceneSpec lengths must satisfy 0 < min_s <= median_s <= max_s, got "
+                             f"{self.min_s}, {self.median_s}, {self.max_s}")
+        if not 0 < self.zoom_range[0] <= self.zoom_range[1] <= 1:
+            raise ValueError(f"SceneSpec.zoom_range must be within (0, 1] and ascending, got {self.zoom_range}")
+
+    def n_frames(self, rng: np.random.Generator) -> int:
+        """Draw a scene length in frames."""
+        seconds = float(np.clip(self.median_s * np.exp(self.length_sigma * rng.standard_normal()),
+                                self.min_s, self.max_s))
+        return max(1, int(round(seconds * self.fps)))
+
+
+def render_scene(img: Image.Image, spec: SceneSpec, seed: int, n_frames: int | None = None) -> Iterator[Image.Image]:
+    """Yield the RGB frames (size ``spec.capture``) of one scene over ``img`` along a seeded hand-held camera path.
+
+    ``n_frames`` defaults to a length drawn by ``spec.n_frames`` from the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    drawn = spec.n_frames(rng)  # always drawn, so the path of a seed does not depend on n_frames being given
+    k = drawn if n_frames is None else int(n_frames)
+    img = img.convert("RGB")
+    w, h = img.size
+    cw, ch = spec.capture
+    aspect = cw / ch
+    full_w = min(w, h * aspect)  # largest window of the capture aspect that fits
+    dt = 1.0 / spec.fps
+    rho = float(np.exp(-dt / spec.pan_tau_s))
+    vel = rng.standard_normal(2) * spec.pan_speed * w
+    pos = np.array([w, h]) / 2 + rng.uniform(-0.08, 0.08, size=2) * np.array([w, h])
+    zoom = rng.uniform(*spec.zoom_range)
+    expo = rng.uniform(0.92, 1.08)
+    noise_bank = [rng.normal(0.0, spec.noise, (ch, cw, 3)).astype(np.float32) for _ in range(3)] if spec.noise > 0 else []
+    prev = None
+    for i in range(k):
+        if i:
+            vel = rho * vel + np.sqrt(1 - rho * rho) * rng.standard_normal(2) * spec.pan_speed * w
+            pos = pos + vel * dt
+            zoom = float(np.clip(zoom + spec.zoom_speed * np.sqrt(dt) * rng.standard_normal(), *spec.zoom_range))
+            expo = float(np.clip(expo * np.exp(spec.exposure_drift * np.sqrt(dt) * rng.standard_normal()), 0.7, 1.3))
+        win_w = full_w * zoom
+        win_h = win_w / aspect
+        c = pos + rng.standard_normal(2) * spec.shake * w
+        cx = float(np.clip(c[0], win_w / 2, w - win_w / 2))
+        cy = float(np.clip(c[1], win_h / 2, h - win_h / 2))
+        # a camera that hits the photo's border turns back (keeps the path inside the photo)
+        for d, (lo, hi, v) in enumerate(((win_w / 2, w - win_w / 2, cx), (win_h / 2, h - win_h / 2, cy))):
+            if (v <= lo and vel[d] < 0) or (v >= hi and vel[d] > 0):
+                vel[d] = -vel[d]
+            pos[d] = min(max(pos[d], lo), hi)
+        box = (cx - win_w / 2, cy - win_h / 2, cx + win_w / 2, cy + win_h / 2)
+        frame = img.resize((cw, ch), Image.BILINEAR, box=box)
+        if spec.blur and prev is not None:
+            speed = np.hypot(cx - prev[0], cy - prev[1]) / w  # image widths per frame
+            radius = float(min(2.5, 40.0 * speed))
+            if radius > 0.3:
+                frame = frame.filter(ImageFilter.GaussianBlur(radius))
+        prev = (cx, cy)
+        arr = np.asarray(frame, np.float32) * expo
+        if noise_bank:
+            arr += noise_bank[int(rng.integers(len(noise_bank)))]
+        yield Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
 
 
 @dataclass(frozen=True)
@@ -78,50 +161,41 @@ def load_labelled_images(images_dir: str | os.PathLike, labels_tsv: str | os.Pat
     return out
 
 
-def _smooth(t: np.ndarray) -> np.ndarray:
-    return 0.5 - 0.5 * np.cos(np.pi * t)  # ease-in/ease-out: zero velocity at both ends
+class VideoDecodeError(ValueError):
+    """A video file that cannot be opened or decoded; the message names the file and the cause."""
 
 
-def render_clip(img: Image.Image, spec: ClipSpec, seed: int) -> Iterator[Image.Image]:
-    """Yield ``spec.frames`` RGB frames of size ``spec.capture`` along a seeded camera path over ``img``."""
-    rng = np.random.default_rng(seed)
-    img = img.convert("RGB")
-    w, h = img.size
-    cw, ch = spec.capture
-    aspect = cw / ch
-    full_w = min(w, h * aspect)  # largest window of the capture aspect that fits
-    z0, z1 = rng.uniform(*spec.zoom_range, size=2)
-    pan = rng.uniform(-spec.max_pan, spec.max_pan, size=2) * np.array([w, h])
-    c_mid = np.array([w, h]) / 2 + rng.uniform(-0.05, 0.05, size=2) * np.array([w, h])
-    b0 = rng.uniform(1 - spec.brightness_drift / 2, 1 + spec.brightness_drift / 2)
-    b1 = b0 * rng.uniform(1 - spec.brightness_drift, 1 + spec.brightness_drift)
-    k = spec.frames
-    s = _smooth(np.linspace(0.0, 1.0, k)) if k > 1 else np.zeros(1)
-    prev = None
-    for i in range(k):
-        win_w = full_w * (z0 + (z1 - z0) * s[i])
-        win_h = win_w / aspect
-        c = c_mid + pan * (s[i] - 0.5)
-        cx = float(np.clip(c[0], win_w / 2, w - win_w / 2))
-        cy = float(np.clip(c[1], win_h / 2, h - win_h / 2))
-        box = (cx - win_w / 2, cy - win_h / 2, cx + win_w / 2, cy + win_h / 2)
-        frame = img.resize((cw, ch), Image.BILINEAR, box=box)
-        frame = ImageEnhance.Brightness(frame).enhance(float(b0 + (b1 - b0) * s[i]))
-        if spec.blur and prev is not None:
-            speed = np.hypot(cx - prev[0], cy - prev[1]) / w  # image widths per frame
-            radius = float(min(2.0, 60.0 * speed))
-            if radius > 0.3:
-                frame = frame.filter(ImageFilter.GaussianBlur(radius))
-        prev = (cx, cy)
-        yield frame
+def iter_video_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[Image.Image]:
+    """RGB frames of a real video file decoded with PyAV, resampled to ``fps`` (None: every frame).
 
+    Resampling keeps the frame nearest each tick of the target clock, so a 30 fps file read at 15 fps yields every
+    second frame; the file's own timestamps decide, not its nominal rate.
+    """
+    import av
 
-def iter_video_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Image.Image]:
-    """Frames of a real video file (needs the optional ``imageio`` with a video plugin): the door to real video."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file {path} does not exist")
     try:
-        import imageio.v3 as iio
-    except ImportError as exc:  # optional dependency
-        raise ImportError("reading video files needs imageio[pyav]: pip install 'imageio[pyav]'") from exc
-    for i, arr in enumerate(iio.imiter(path)):
-        if i % every == 0:
-            yield Image.fromarray(arr).convert("RGB")
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({exc})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path}: holds no video stream")
+        stream = container.streams.video[0]
+        next_t = 0.0
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else n / float(stream.average_rate or 30)
+                n += 1
+                if fps is not None:
+                    if t + 0.5 / fps < next_t:
+                        continue
+                    next_t += 1.0 / fps
+                yield frame.to_image().convert("RGB")
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(f"{path}: decoding failed after {n} frames ({exc})") from None
+    if n == 0:
+        raise VideoDecodeError(f"{path}: no frame could be decoded")

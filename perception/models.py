@@ -57,19 +57,46 @@ def build_torch_model(name: str, image_size: int):
     return model.eval()
 
 
-def export_onnx(name: str, image_size: int, path: str | os.PathLike) -> Path:
-    """Export a pretrained model at ``image_size`` to ONNX (dynamic batch, input ``x``, output ``logits``)."""
+class _WithFeatures:
+    """Wraps a network so it returns (logits, pooled penultimate features): one forward pass, two outputs."""
+
+    @staticmethod
+    def wrap(model):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                feats = self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+                return self.net._fc(feats), feats
+
+        return Wrapped(model).eval()
+
+
+def export_onnx(name: str, image_size: int, path: str | os.PathLike, with_features: bool = False) -> Path:
+    """Export a pretrained model at ``image_size`` to ONNX (dynamic batch, input ``x``, output ``logits``).
+
+    ``with_features`` adds a second output ``features``: the pooled penultimate activations (1280 values for
+    EfficientNet-Lite) that the classifier head reads, i.e. what the student already computes on the NPU.
+    """
     import warnings
 
     import torch
 
     path = Path(path)
     model = build_torch_model(name, image_size)
+    outputs = ["logits"]
+    if with_features:
+        model = _WithFeatures.wrap(model)
+        outputs.append("features")
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, torch.zeros(1, 3, image_size, image_size), str(tmp), input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                          output_names=outputs, dynamic_axes={k: {0: "batch"} for k in ["x", *outputs]},
                           opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
@@ -92,8 +119,18 @@ class OnnxClassifier:
 
     def logits(self, x: NDArray[np.float32], batch: int = 32) -> NDArray[np.float32]:
         """Logits for a batch of preprocessed images (run in chunks of ``batch``)."""
-        outs = [self.session.run(None, {self.input_name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+        outs = [self.session.run(["logits"], {self.input_name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
         return np.concatenate(outs) if outs else np.zeros((0, 1000), np.float32)
+
+    def logits_and_features(self, x: NDArray[np.float32], batch: int = 32) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Logits and pooled penultimate features from one forward pass (a model exported ``with_features``)."""
+        if "features" not in {o.name for o in self.session.get_outputs()}:
+            raise ValueError(f"{self.path}: has no 'features' output (export it with with_features=True)")
+        outs = [self.session.run(["logits", "features"], {self.input_name: x[i:i + batch]})
+                for i in range(0, len(x), batch)]
+        if not outs:
+            return np.zeros((0, 1000), np.float32), np.zeros((0, 0), np.float32)
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     def latency_ms(self, repeats: int = 50, warmup: int = 5) -> float:
         """Median wall-clock ms of one batch-1 inference on this machine."""

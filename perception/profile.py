@@ -1,7 +1,12 @@
 """``FrameProfile``: every frame's outcome under every action, measured once by running the real models.
 
-The environment replays this table; it never invents an accuracy. Arrays are over N frames (clips of K
-consecutive frames, stored clip after clip); R is the number of offload resolutions, k the student's top-k.
+The environment replays this table; it never invents an accuracy. Arrays are over N frames (scenes of consecutive
+frames, stored scene after scene, lengths varying); R is the number of offload resolutions, k the student's top-k,
+D the embedding size.
+
+Format history: 1 = 8-frame clips at an implied 30 fps, no embedding; 2 = scenes of seconds rendered at
+``meta['fps']``, plus ``embedding``, ``distilled`` and the device-side arrays (projection and distilled head).
+Version 1 files still load (without embedding and distilled predictions).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+NUM_CLASSES = 1000  # ImageNet-1k
+DEVICE_PREFIX = "device__"
 
 
 class ProfileFormatError(ValueError):
@@ -29,9 +37,10 @@ class FrameProfile:
     """Per-frame outcomes of local, offload-at-r and teacher actions (see the module docstring for shapes).
 
     Attributes:
-        label: [N] true ImageNet-1k class.
-        clip: [N] clip id (one clip per source photo); frames of a clip are contiguous and in order.
-        calib: [N] True for frames of calibration clips (used to fit the temperature and the int8 ranges).
+        label: [N] true ImageNet-1k class (for video: the teacher's answer, see ``meta['dataset']``).
+        clip: [N] scene id (one scene per source photo or video segment); a scene's frames are contiguous and in
+            order. Named ``clip`` for compatibility with format 1.
+        calib: [N] True for frames of calibration scenes (temperature, int8 ranges, embedding projection).
         student_topk_prob: [N, k] calibrated probabilities of the student's top-k classes, descending.
         student_topk_class: [N, k] those classes.
         student_raw_conf: [N] the student's top-1 softmax probability before temperature scaling.
@@ -41,6 +50,10 @@ class FrameProfile:
         server_pred / server_conf / server_correct: [N, R] the edge server's answer on that JPEG.
         teacher_bytes: [N] JPEG size of the full capture frame.
         teacher_pred / teacher_conf / teacher_correct: [N] the teacher's answer on it.
+        embedding: [N, D] float16 compact embedding of the student's features (format 2; None in format 1).
+        distilled: [N, R + 2] distilled P(right) of student, server at each resolution, teacher (cross-fitted;
+            format 2; None in format 1).
+        device_arrays: what a device needs beside its student: embedding projection and distilled head weights.
         meta: models, weight hashes, resolutions, JPEG quality, temperature, ECE, latencies, dataset, seed, ...
     """
 
@@ -60,13 +73,17 @@ class FrameProfile:
     teacher_pred: NDArray[np.int16]
     teacher_conf: NDArray[np.float32]
     teacher_correct: NDArray[np.bool_]
+    embedding: NDArray[np.float16] | None = None
+    distilled: NDArray[np.float32] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    device_arrays: dict[str, NDArray] = field(default_factory=dict)
 
     _DTYPES = {"label": np.int16, "clip": np.int32, "calib": np.bool_, "student_topk_prob": np.float32,
                "student_topk_class": np.int16, "student_raw_conf": np.float32, "student_correct": np.bool_, "student_fp32_correct": np.bool_,
                "server_bytes": np.int32, "server_pred": np.int16, "server_conf": np.float32,
                "server_correct": np.bool_, "teacher_bytes": np.int32, "teacher_pred": np.int16,
                "teacher_conf": np.float32, "teacher_correct": np.bool_}
+    _OPTIONAL = ("embedding", "distilled")
     _PER_RES = ("server_bytes", "server_pred", "server_conf", "server_correct")
     _TOPK = ("student_topk_prob", "student_topk_class")
 
@@ -87,7 +104,41 @@ class FrameProfile:
                                          f"(N={n} frames, R={r} resolutions)")
             object.__setattr__(self, name, arr.astype(dtype, copy=False))
         if n and np.any(np.diff(self.clip) < 0):
-            raise ProfileFormatError("frames must be stored clip by clip (clip ids non-decreasing)")
+            raise ProfileFormatError("frames must be stored scene by scene (clip ids non-decreasing)")
+        for name, want_cols in (("embedding", None), ("distilled", r + 2)):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            arr = np.asarray(arr, np.float16 if name == "embedding" else np.float32)
+            if arr.ndim != 2 or len(arr) != n or (want_cols is not None and arr.shape[1] != want_cols):
+                raise ProfileFormatError(f"array {name!r} has shape {arr.shape}, expected ({n}, "
+                                         f"{want_cols if want_cols is not None else 'D'})")
+            object.__setattr__(self, name, arr)
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Values a profile can hold: finite, probabilities in [0, 1], classes in range, bytes positive."""
+        def bad(name: str, what: str, mask: NDArray) -> None:
+            idx = np.flatnonzero(np.asarray(mask).reshape(len(mask), -1).any(1)) if len(mask) else []
+            if len(idx):
+                raise ProfileFormatError(f"array {name!r}: {what} at {len(idx)} frame(s), first frame {idx[0]}")
+
+        for name in ("student_topk_prob", "student_raw_conf", "server_conf", "teacher_conf", "distilled"):
+            arr = getattr(self, name)
+            if arr is not None:
+                bad(name, "non-finite values (NaN/inf)", ~np.isfinite(arr))
+                bad(name, "probabilities outside [0, 1]", (arr < 0) | (arr > 1))
+        if self.embedding is not None:
+            bad("embedding", "non-finite values (NaN/inf)", ~np.isfinite(self.embedding))
+        if self.top_k > 1:
+            bad("student_topk_prob", "top-k probabilities not in descending order",
+                np.diff(self.student_topk_prob, axis=1) > 1e-6)
+        bad("student_topk_prob", "top-k probabilities summing above 1", self.student_topk_prob.sum(1) > 1 + 1e-4)
+        for name in ("label", "student_topk_class", "server_pred", "teacher_pred"):
+            arr = getattr(self, name)
+            bad(name, f"classes outside [0, {NUM_CLASSES})", (arr < 0) | (arr >= NUM_CLASSES))
+        for name in ("server_bytes", "teacher_bytes"):
+            bad(name, "JPEG sizes <= 0 bytes", getattr(self, name) <= 0)
 
     # ---- derived views -------------------------------------------------------------------------------------
     @property
@@ -103,6 +154,19 @@ class FrameProfile:
     def top_k(self) -> int:
         return self.student_topk_prob.shape[1]
 
+    @property
+    def fps(self) -> float:
+        """Frame rate the scenes were rendered (or the video decoded) at; format 1 implied 30 fps."""
+        return float(self.meta.get("fps", 30.0))
+
+    @property
+    def n_scenes(self) -> int:
+        return len(np.unique(self.clip))
+
+    def scene_lengths(self) -> NDArray[np.int64]:
+        """Frames per scene, in stored order."""
+        return np.unique(self.clip, return_counts=True)[1]
+
     def accuracy_table(self) -> dict[str, float]:
         """Accuracy of each action over all frames (calibration frames excluded)."""
         ev = ~self.calib
@@ -117,11 +181,17 @@ class FrameProfile:
     def select_clips(self, clip_ids: NDArray) -> "FrameProfile":
         """A profile of the frames of the given clips (order kept)."""
         mask = np.isin(self.clip, np.asarray(clip_ids))
-        kw = {f.name: getattr(self, f.name)[mask] for f in fields(self) if f.name != "meta"}
-        return FrameProfile(**kw, meta=dict(self.meta))
+        kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[mask])
+              for f in fields(self) if f.name not in ("meta", "device_arrays")}
+        return FrameProfile(**kw, meta=dict(self.meta), device_arrays=dict(self.device_arrays))
 
     def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple["FrameProfile", "FrameProfile"]:
-        """(train, test) by clip. Calibration clips always go to train: they were used to fit the student."""
+        """(train, test) by scene. Calibration scenes always go to train: they were used to fit the student."""
+        train, test = self.split_ids(test_fraction, seed)
+        return self.select_clips(train), self.select_clips(test)
+
+    def split_ids(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[NDArray, NDArray]:
+        """Scene ids of (train, test); the same draw as ``split``."""
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         clips = np.unique(self.clip)
@@ -132,7 +202,7 @@ class FrameProfile:
         n_test = min(max(n_test, 1), len(eligible))
         test = np.sort(rng.permutation(eligible)[:n_test])
         train = np.setdiff1d(clips, test)
-        return self.select_clips(train), self.select_clips(test)
+        return train, test
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -140,46 +210,95 @@ class FrameProfile:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: getattr(self, name) for name in self._DTYPES}
+        arrays.update({name: getattr(self, name) for name in self._OPTIONAL if getattr(self, name) is not None})
+        arrays.update({DEVICE_PREFIX + k: np.asarray(v) for k, v in self.device_arrays.items()})
         meta = {"format_version": FORMAT_VERSION, **self.meta}
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta_json=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, meta_json=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FrameProfile":
-        """Read a profile written by ``save``; raises ProfileFormatError naming what is wrong."""
+        """Read a profile written by ``save``; raises ProfileFormatError naming the file and what is wrong."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"frame profile {path} does not exist")
+        if not zipfile.is_zipfile(path):
+            raise ProfileFormatError(f"{path}: not a frame profile (an .npz file is a zip archive; this file is not "
+                                     "one). Build one with `python train_agent.py profile -o PATH`")
         try:
             with np.load(path, allow_pickle=False) as data:
                 contents = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise ProfileFormatError(f"{path}: not a frame profile .npz ({exc})") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ProfileFormatError(f"{path}: unreadable frame profile .npz ({exc})") from None
         if "meta_json" not in contents:
             raise ProfileFormatError(f"{path}: missing 'meta_json' (not a FrameProfile file)")
-        meta = json.loads(str(contents.pop("meta_json")))
+        try:
+            meta = json.loads(str(contents.pop("meta_json")))
+        except json.JSONDecodeError as exc:
+            raise ProfileFormatError(f"{path}: field 'meta_json' is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ProfileFormatError(f"{path}: field 'meta_json' must hold a JSON object, got {type(meta).__name__}")
         version = meta.pop("format_version", None)
-        if version != FORMAT_VERSION:
-            raise ProfileFormatError(f"{path}: format_version {version!r}, this code reads {FORMAT_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise ProfileFormatError(f"{path}: format_version {version!r}; this code reads {READABLE_VERSIONS}. "
+                                     "Rebuild it with `python train_agent.py profile -o PATH`")
         missing = [name for name in cls._DTYPES if name not in contents]
         if missing:
             raise ProfileFormatError(f"{path}: missing arrays {missing}")
+        if len(contents["label"]) == 0:
+            raise ProfileFormatError(f"{path}: holds no frames")
+        device = {k[len(DEVICE_PREFIX):]: v for k, v in contents.items() if k.startswith(DEVICE_PREFIX)}
         try:
-            return cls(**{name: contents[name] for name in cls._DTYPES}, meta=meta)
+            return cls(**{name: contents[name] for name in cls._DTYPES},
+                       **{name: contents.get(name) for name in cls._OPTIONAL}, meta=meta, device_arrays=device)
         except ProfileFormatError as exc:
             raise ProfileFormatError(f"{path}: {exc}") from None
+
+    def summary_dict(self) -> dict[str, Any]:
+        """Machine-readable summary: sizes, scene durations, embedding, distilled-confidence report, accuracy."""
+        lengths = self.scene_lengths()
+        m = self.meta
+        dist = m.get("distilled", {})
+        return {
+            "format_version": FORMAT_VERSION if self.embedding is not None else 1,
+            "frames": self.n_frames, "scenes": self.n_scenes,
+            "photos": m.get("dataset", {}).get("photos"), "videos": m.get("dataset", {}).get("videos"),
+            "label_source": m.get("dataset", {}).get("label_source", "dataset"),
+            "fps": self.fps, "median_scene_s": float(np.median(lengths) / self.fps),
+            "scene_s": {"min": float(lengths.min() / self.fps), "p10": float(np.percentile(lengths, 10) / self.fps),
+                        "p90": float(np.percentile(lengths, 90) / self.fps), "max": float(lengths.max() / self.fps)},
+            "embedding_dim": None if self.embedding is None else int(self.embedding.shape[1]),
+            "resolutions": list(self.resolutions), "top_k": self.top_k,
+            "accuracy": self.accuracy_table(),
+            "temperature": m.get("temperature"), "ece_before": m.get("ece_before"), "ece_after": m.get("ece_after"),
+            "latency_ms": m.get("latency_ms", {}),
+            "distilled": {k: v for k, v in dist.items()},
+        }
 
     def summary(self) -> str:
         """A one-screen text summary of the profile (for CLIs and notes)."""
         buf = io.StringIO()
         m = self.meta
-        buf.write(f"{self.n_frames} frames in {len(np.unique(self.clip))} clips; "
-                  f"resolutions {self.resolutions}; top-{self.top_k}\n")
+        d = self.summary_dict()
+        buf.write(f"{self.n_frames} frames in {self.n_scenes} scenes at {self.fps:g} fps (median scene "
+                  f"{d['median_scene_s']:.2f} s, {d['scene_s']['min']:.2f}-{d['scene_s']['max']:.2f} s); "
+                  f"resolutions {self.resolutions}; top-{self.top_k}; embedding {d['embedding_dim']}\n")
         for name, acc in self.accuracy_table().items():
             buf.write(f"  {name:>14}: accuracy {acc:.3f}\n")
         if "temperature" in m:
             buf.write(f"  temperature {m['temperature']:.3f}; ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f}\n")
+        dist = m.get("distilled")
+        if dist and "auroc_student_right" in dist:
+            buf.write(f"  distilled P(student right) on {dist['test_frames']} test frames: AUROC "
+                      f"{dist['auroc_student_right']:.3f} (max prob {dist['auroc_maxprob_student_right']:.3f}), "
+                      f"Brier {dist['brier_student_right']:.4f} (max prob {dist['brier_maxprob_student_right']:.4f})\n")
+            for name, r in dist.get("remote", {}).items():
+                buf.write(f"  distilled P({name} right): AUROC {r['auroc']:.3f} (unconditional 0.5), Brier "
+                          f"{r['brier']:.4f} (unconditional {r['brier_unconditional']:.4f})\n")
         return buf.getvalue()

