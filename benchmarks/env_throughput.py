@@ -107,11 +107,12 @@ def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str
     batches, 10 epochs, 256x256) and 0 or 2 EnvRunners, after one warm-up iteration.
 
     Per setting: ``iteration`` env-steps/s (sampled steps over the iterations' wall time, sampling and learning,
-    the issue's measure) and ``sampling`` env-steps/s (over RLlib's own sampling timer only).
+    the issue's measure) and ``sampling`` env-steps/s (collecting one batch as PPO does, without the learner).
     """
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
     from ray.tune.registry import register_env
 
     import envs
@@ -137,12 +138,16 @@ def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str
                                                                fcnet_activation="tanh"))
                     .debugging(seed=0)).build_algo()
             algo.train()  # warm-up: worker start, first compile from cache, torch threads
-            steps, sampling_s, t0 = 0, 0.0, time.perf_counter()
+            steps, t0 = 0, time.perf_counter()
             for _ in range(iterations):
-                res = algo.train()
-                steps += int(res["env_runners"]["num_env_steps_sampled"])
-                sampling_s += float(res["timers"]["env_runner_sampling_timer"])
-            out[n] = {"iteration": steps / (time.perf_counter() - t0), "sampling": steps / sampling_s}
+                steps += int(algo.train()["env_runners"]["num_env_steps_sampled"])
+            iteration = steps / (time.perf_counter() - t0)
+            sampled, t0 = 0, time.perf_counter()  # sampling alone: what PPO's training_step collects, no learner
+            for _ in range(iterations):
+                episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group,
+                                                       max_env_steps=cfg.train_batch, _uses_new_env_runners=True)
+                sampled += sum(e.env_steps() for e in episodes)
+            out[n] = {"iteration": iteration, "sampling": sampled / (time.perf_counter() - t0)}
             algo.stop()
     finally:
         ray.shutdown()
