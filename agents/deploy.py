@@ -107,8 +107,10 @@ class DeviceFeatures:
         """A zeroed record array [batch] of the scalar signals (fields: ``envs/features.py`` ``SIGNALS``)."""
         return np.zeros(batch, self._f.SIGNALS)
 
-    def __call__(self, topk_prob: NDArray, remote_kb: NDArray, meas_mbps: NDArray,
+    def __call__(self, topk_prob: NDArray, remote_kb: NDArray, dist: NDArray, meas_mbps: NDArray,
                  signals: NDArray) -> NDArray[np.float32]:
-        """Observations [B, D]: top-k probabilities [B, k], JPEG kB per remote action [B, R + 1], measured
-        throughputs newest first [B, H], and the scalar ``signals`` [B] (see ``envs/features.py``)."""
-        return self._f.build_observation(self.spec, topk_prob, remote_kb, meas_mbps, signals)
+        """Observations [B, D]: top-k probabilities [B, k], JPEG kB per remote action [B, R + 1], the distilled
+        head's P(right) for the student and each remote action [B, R + 2] (``perception.distill``), measured
+        throughputs newest first [B, H], and the scalar ``signals`` [B] (see ``envs/features.py``: the answer
+        cache's fields come from the device's own cache and embeddings)."""
+        return self._f.build_observation(self.spec, topk_prob, remote_kb, dist, meas_mbps, signals)

@@ -101,6 +101,9 @@ class OffloadDynamics:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.config = config
         self.num_envs = b = int(num_envs)
+        if profile.embedding is None or profile.distilled is None:
+            raise ValueError("the frame profile has no embedding or distilled predictions (profile format 1): the "
+                             "observation needs both; rebuild it with `python train_agent.py profile -o PATH`")
         prof = select_profile(profile, config)
         self.traces = select_traces(traces, config)
         self.profile = prof
@@ -114,25 +117,34 @@ class OffloadDynamics:
             max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
         self.student_s = student_s
         n_actions = self.spec.n_actions
+        n_remote = len(prof.resolutions) + 1
+        self.columns = kernel.Tables.frame_columns(prof.top_k + 2, n_remote, prof.top_k)
         params = np.zeros(1, kernel.PARAMS)
         values = {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s, "deadline_ms": config.deadline_ms,
                   "student_s": student_s, "byte_cost": config.byte_cost, "rate_ema": config.rate_ema,
                   "max_queue": config.max_queue, "episode_frames": config.episode_frames,
-                  "n_conf": prof.top_k + 2, "n_actions": n_actions,
+                  "n_conf": prof.top_k + 2, "top_k": prof.top_k, "n_actions": n_actions,
+                  **{f"col_{g}": self.columns[c].start for g, c in (
+                      ("kb", "remote_kb"), ("bytes", "bytes"), ("correct", "correct"), ("label", "label"),
+                      ("pred", "remote_pred"), ("conf", "remote_conf"), ("topk", "topk_class"), ("dist", "dist"))},
                   "local_baseline": config.reward_baseline == "local", "oracle_bandwidth": config.oracle_bandwidth}
         assert set(values) == set(kernel.PARAMS.names), "every PARAMS field is derived here"
         for name, value in values.items():
             params[name] = value
         remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
-        self.columns = kernel.Tables.frame_columns(prof.top_k + 2, n_actions)
-        frames = np.zeros((prof.n_frames, self.columns["correct"].stop))
-        frames[:, self.columns["conf"]] = confidence_features(prof.student_topk_prob)
-        frames[:, self.columns["remote_kb"]] = remote_bytes / 1000.0
-        frames[:, self.columns["bytes"]] = np.concatenate([np.zeros((prof.n_frames, 1)), remote_bytes], 1)
-        frames[:, self.columns["correct"]] = np.concatenate(
-            [prof.student_correct[:, None], prof.server_correct, prof.teacher_correct[:, None]], 1)
+        frames = np.zeros((prof.n_frames, self.columns["dist"].stop))
+        for group, values_ in (
+                ("conf", confidence_features(prof.student_topk_prob)), ("remote_kb", remote_bytes / 1000.0),
+                ("bytes", remote_bytes),
+                ("correct", np.c_[prof.student_correct, prof.server_correct, prof.teacher_correct]),
+                ("label", prof.label[:, None]), ("remote_pred", np.c_[prof.server_pred, prof.teacher_pred]),
+                ("remote_conf", np.c_[prof.server_conf, prof.teacher_conf]), ("topk_class", prof.student_topk_class),
+                ("dist", prof.distilled)):
+            frames[:, self.columns[group]] = values_
+        emb = prof.embedding.astype(np.float64)
+        embedding = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.tables = kernel.Tables(
-            params=params, frames=frames, remote_times=np.stack([rtt_s, compute_s]),
+            params=params, frames=frames, embedding=embedding, remote_times=np.stack([rtt_s, compute_s]),
             obs_consts=observation_constants(self.spec)[1], scenes=np.stack([self.scene_start, self.scene_len], 1),
             **_pack_traces(self.traces))
         self._kernel_tables = tuple(self.tables)
@@ -257,24 +269,30 @@ class OffloadDynamics:
         """Hindsight: what each remote action would yield for the current frames, without changing any state.
 
         Returns ``on_time`` and ``correct`` [B, R + 1] (correct = the remote answer is right), ``bytes`` [B, R + 1],
-        ``student_correct`` [B] and ``can_send`` [B] (send buffer not full). Only the hindsight oracle uses it.
+        ``student_correct`` [B], ``can_send`` [B] (send buffer not full), ``reuse_correct`` [B] (a cached answer is
+        held and it is this frame's label) and ``pending`` [B] (uploads in flight). Only the hindsight oracle uses it.
         """
-        on_time = np.zeros((self.num_envs, self.spec.n_actions - 1), bool)
-        can_send = np.zeros(self.num_envs, bool)
-        kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send)
+        b = self.num_envs
+        on_time = np.zeros((b, self.spec.n_actions - 2), bool)
+        can_send = np.zeros(b, bool)
+        reuse_correct = np.zeros(b, bool)
+        pending = np.zeros(b, np.int64)
+        kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send, reuse_correct, pending)
         f = self.device_signals()["frame"]
         correct = self.tables.frames[f, self.columns["correct"]] > 0
-        return {"on_time": on_time, "correct": correct[:, 1:], "bytes": self.tables.frames[f, self.columns["bytes"]][:, 1:],
-                "student_correct": correct[:, 0], "can_send": can_send}
+        return {"on_time": on_time, "correct": correct[:, 1:], "bytes": self.tables.frames[f, self.columns["bytes"]],
+                "student_correct": correct[:, 0], "can_send": can_send, "reuse_correct": reuse_correct,
+                "pending": pending}
 
     def device_signals(self) -> dict[str, NDArray]:
         """What each device knows at its current decision time, as ``envs.features.build_observation``'s inputs.
 
-        ``topk_prob`` [B, k], ``remote_kb`` [B, R + 1], ``meas_mbps`` [B, H], ``signals`` [B] ``SIGNALS``, plus
-        ``frame`` (profile index). Copies, so they stay valid after the next step.
+        ``topk_prob`` [B, k], ``remote_kb`` [B, R + 1], ``dist`` [B, R + 2], ``meas_mbps`` [B, H], ``signals`` [B]
+        ``SIGNALS``, plus ``frame`` (profile index). Copies, so they stay valid after the next step.
         """
         self.observe()
         f = self.buffers.frame.copy()
         return {"frame": f, "topk_prob": self.profile.student_topk_prob[f],
                 "remote_kb": self.tables.frames[f, self.columns["remote_kb"]],
+                "dist": self.tables.frames[f, self.columns["dist"]],
                 "meas_mbps": self.buffers.meas_mbps.copy(), "signals": self.buffers.signals.copy()}

@@ -92,13 +92,24 @@ STATE = np.dtype([
     ("offload_ema", np.float64),  # EMA of "this frame was offloaded"
     ("last_action", np.int64),    # previous action (0 at episode start)
     ("segment", np.int64),        # trace segment of the last lookup: where the next search starts (a hint only)
+    ("prev_frame", np.int64),     # profile frame of the previous decision (-1 at the episode's start)
+    ("cache_frame", np.int64),    # profile frame whose remote answer the device holds (-1: cache empty)
+    ("cache_remote", np.int64),   # remote action index (0..R) that produced it
+    ("cache_capture_s", np.float64),  # capture time of the cached answer's frame
 ])
+
+# columns of EnvState.uploads: one row per upload in the ring
+UP_FINISH, UP_MBPS, UP_ANSWER, UP_FRAME, UP_REMOTE, UP_CAPTURE = range(6)
 
 PARAMS = np.dtype([
     ("frame_s", np.float64), ("deadline_s", np.float64), ("deadline_ms", np.float64), ("student_s", np.float64),
     ("byte_cost", np.float64), ("rate_ema", np.float64), ("max_queue", np.int64), ("episode_frames", np.int64),
     ("n_conf", np.int64),   # k + 2 confidence columns at the start of Tables.frames
-    ("n_actions", np.int64),  # A = R + 2
+    ("top_k", np.int64),    # k
+    # first column of each group of Tables.frames (Tables.frame_columns)
+    ("col_kb", np.int64), ("col_bytes", np.int64), ("col_correct", np.int64), ("col_label", np.int64),
+    ("col_pred", np.int64), ("col_conf", np.int64), ("col_topk", np.int64), ("col_dist", np.int64),
+    ("n_actions", np.int64),  # A = R + 3: local, R + 1 remote actions, reuse
     ("local_baseline", np.bool_), ("oracle_bandwidth", np.bool_),
 ])
 
@@ -106,6 +117,7 @@ INFO = np.dtype([
     ("correct", np.bool_), ("used_remote", np.bool_), ("late", np.bool_), ("refused", np.bool_),
     ("latency_ms", np.float64), ("bytes", np.float64), ("true_mbps", np.float64), ("action", np.int64),
     ("trace", np.int64), ("frame", np.int64),
+    ("reused", np.bool_),  # the answer used was a cached remote answer (the reuse action with a non-empty cache)
 ])
 # what one step returns per device: reward and flags, then the info fields
 STEP = np.dtype([("reward", np.float64), ("terminated", np.bool_), ("truncated", np.bool_),
@@ -117,13 +129,15 @@ class EnvState(NamedTuple):
     """Mutable state of B devices."""
 
     device: NDArray   # [B] STATE records
-    uploads: NDArray  # [B, P, 2] finish time and measured Mbit/s of the P most recent uploads (ring; -inf: none)
+    uploads: NDArray  # [B, P, 6] of the P most recent uploads (ring): upload finish time (-inf: none), measured
+    #                   Mbit/s, answer arrival time, answered profile frame, remote action index, capture time
     pieces: NDArray   # [B, max_pieces, 3] (scene, first frame in the scene, length) of each piece
 
     @classmethod
     def zeros(cls, num_envs: int, ring: int, max_pieces: int) -> "EnvState":
-        uploads = np.zeros((num_envs, ring, 2))
-        uploads[:, :, 0] = -np.inf
+        uploads = np.zeros((num_envs, ring, 6))
+        uploads[:, :, UP_FINISH] = -np.inf
+        uploads[:, :, UP_ANSWER] = np.inf
         return cls(np.zeros(num_envs, STATE), uploads, np.zeros((num_envs, max_pieces, 3), np.int64))
 
 
@@ -131,8 +145,8 @@ class Tables(NamedTuple):
     """Constants of one env."""
 
     params: NDArray        # [1] PARAMS record
-    frames: NDArray        # [N, (k + 2) + (R + 1) + A + A] per profile frame: confidence features, JPEG kB per
-    #                        remote action, bytes sent per action (0 for local), answer correct per action (0/1)
+    frames: NDArray        # [N, C] per profile frame, column groups in ``frame_columns``
+    embedding: NDArray     # [N, D] the frame's embedding, unit length (cosine = dot product)
     remote_times: NDArray  # [2, R + 1] round trip (row 0) and compute (row 1) seconds per remote action
     obs_consts: NDArray    # [4] envs.features.observation_constants
     scenes: NDArray        # [S, 2] first profile frame and length of each scene
@@ -142,12 +156,16 @@ class Tables(NamedTuple):
     trace_period: NDArray  # [T, 2] period (s) and bits per period of each trace
 
     @staticmethod
-    def frame_columns(n_conf: int, n_actions: int) -> dict[str, slice]:
-        """Column groups of ``frames``."""
-        r1 = n_actions - 1
-        edges = np.cumsum([0, n_conf, r1, n_actions, n_actions])
-        names = ("conf", "remote_kb", "bytes", "correct")
-        return {n: slice(int(a), int(b)) for n, a, b in zip(names, edges[:-1], edges[1:])}
+    def frame_columns(n_conf: int, n_remote: int, top_k: int) -> dict[str, slice]:
+        """Column groups of ``frames``: confidence features [k + 2], JPEG kB per remote action [R + 1], bytes sent
+        per remote action [R + 1], answer right for the student then each remote action [R + 2], the label [1],
+        each remote action's answer [R + 1] and confidence [R + 1], the student's top-k classes [k], the
+        distilled P(right) for the student then each remote action [R + 2]. A new group is one entry here."""
+        groups = (("conf", n_conf), ("remote_kb", n_remote), ("bytes", n_remote), ("correct", n_remote + 1),
+                  ("label", 1), ("remote_pred", n_remote), ("remote_conf", n_remote), ("topk_class", top_k),
+                  ("dist", n_remote + 1))
+        edges = np.cumsum([0] + [n for _, n in groups])
+        return {name: slice(int(a), int(b)) for (name, _), a, b in zip(groups, edges[:-1], edges[1:])}
 
 
 class Buffers(NamedTuple):
@@ -268,8 +286,13 @@ def _begin_episode(device, uploads, i):
     d["offload_ema"] = 0.0
     d["last_action"] = 0
     d["segment"] = 0
-    uploads[i, :, 0] = -np.inf
-    uploads[i, :, 1] = 0.0
+    d["prev_frame"] = -1
+    d["cache_frame"] = -1
+    d["cache_remote"] = -1
+    d["cache_capture_s"] = -np.inf
+    uploads[i, :, :] = 0.0
+    uploads[i, :, UP_FINISH] = -np.inf
+    uploads[i, :, UP_ANSWER] = np.inf
 
 
 @jit
@@ -310,9 +333,38 @@ def _pending(uploads, i, td):
     """Uploads of device i still in flight at td."""
     n = 0
     for s in range(uploads.shape[1]):
-        if uploads[i, s, 0] > td:
+        if uploads[i, s, UP_FINISH] > td:
             n += 1
     return n
+
+
+@jit
+def _fold_answers(device, uploads, i, decide_s):
+    """Device i's answer cache takes every remote answer back by ``decide_s`` (late ones too): it holds the one
+    about the most recently captured frame. Idempotent, so observe and step may both call it at one time."""
+    d = device[i]
+    for s in range(uploads.shape[1]):
+        if uploads[i, s, UP_ANSWER] <= decide_s and uploads[i, s, UP_CAPTURE] > d["cache_capture_s"]:
+            d["cache_frame"] = np.int64(uploads[i, s, UP_FRAME])
+            d["cache_remote"] = np.int64(uploads[i, s, UP_REMOTE])
+            d["cache_capture_s"] = uploads[i, s, UP_CAPTURE]
+
+
+@jit
+def _cached_class(device, frames, prm, i):
+    """The class of device i's cached answer (-1 when the cache is empty)."""
+    d = device[i]
+    if d["cache_frame"] < 0:
+        return -1
+    return np.int64(frames[d["cache_frame"], prm["col_pred"] + d["cache_remote"]])
+
+
+@jit
+def _dot(embedding, a, b):
+    out = 0.0
+    for j in range(embedding.shape[1]):
+        out += embedding[a, j] * embedding[b, j]
+    return out
 
 
 # ---- entry points ----------------------------------------------------------------------------------------------
@@ -320,7 +372,7 @@ def _pending(uploads, i, td):
 def draw_episodes(state, tables, rows):
     """New episodes for the given devices, each from its own stream."""
     device, uploads, pieces = state
-    params, _, _, _, scenes, _, _, _, trace_period = tables
+    params, _, _, _, _, scenes, _, _, _, trace_period = tables
     for i in rows:
         _draw_episode(device, uploads, pieces, scenes, trace_period, params[0]["episode_frames"], i)
 
@@ -337,7 +389,7 @@ def begin_episodes(state, rows):
 def observe(state, tables, buffers, lo, hi):
     """Observations of devices lo..hi-1 into buffers.obs, their raw signals into buffers' scratch."""
     device, uploads, pieces = state
-    params, frames, remote_times, obs_consts, scenes, segments, _, trace_index, trace_period = tables
+    params, frames, embedding, remote_times, obs_consts, scenes, segments, _, trace_index, trace_period = tables
     obs, _, _, frame, meas, signals = buffers
     prm = params[0]
     ring = uploads.shape[1]
@@ -345,12 +397,13 @@ def observe(state, tables, buffers, lo, hi):
         dev = device[i]
         frame[i] = _frame(device, pieces, scenes, i)
         decide_s = dev["start_s"] + dev["step"] * prm["frame_s"] + prm["student_s"]
+        _fold_answers(device, uploads, i, decide_s)
         pending = _pending(uploads, i, decide_s)
         newest = dev["issued"] - pending - 1  # the newest completed upload (FIFO: completions in order)
         n_meas = 0
         for j in range(meas.shape[1]):
             if newest - j >= 0:
-                meas[i, j] = uploads[i, (newest - j) % ring, 1]
+                meas[i, j] = uploads[i, (newest - j) % ring, UP_MBPS]
                 n_meas += 1
             else:
                 meas[i, j] = 0.0
@@ -358,33 +411,55 @@ def observe(state, tables, buffers, lo, hi):
         sig["n_meas"] = n_meas
         sig["backlog_s"] = max(dev["link_free_s"] - decide_s, 0.0)
         sig["pending"] = pending
-        sig["since_meas_s"] = decide_s - (uploads[i, newest % ring, 0] if newest >= 0 else dev["start_s"])
+        sig["since_meas_s"] = decide_s - (uploads[i, newest % ring, UP_FINISH] if newest >= 0 else dev["start_s"])
         sig["offload_rate"] = dev["offload_ema"]
         sig["last_action"] = dev["last_action"]
         sig["true_mbps"] = (_mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s, dev["segment"])[0]
                             if prm["oracle_bandwidth"] else 0.0)
+        f = frame[i]
+        sig["cos_prev"] = _dot(embedding, f, dev["prev_frame"]) if dev["prev_frame"] >= 0 else 0.0
+        cached = _cached_class(device, frames, prm, i)
+        sig["cache_held"] = 1 if cached >= 0 else 0
+        sig["cache_src"] = dev["cache_remote"]
+        sig["cache_age_s"] = decide_s - dev["cache_capture_s"] if cached >= 0 else 0.0
+        sig["cache_conf"] = frames[dev["cache_frame"], prm["col_conf"] + dev["cache_remote"]] if cached >= 0 else 0.0
+        sig["cache_agrees"] = 1 if cached >= 0 and frames[f, prm["col_topk"]] == cached else 0
+        p_cached = 0.0
+        if cached >= 0:
+            for j in range(prm["top_k"]):
+                if frames[f, prm["col_topk"] + j] == cached:
+                    p_cached = frames[f, j]  # the first k confidence columns are the top-k probabilities
+        sig["student_p_cached"] = p_cached
+        sig["cos_cache"] = _dot(embedding, f, dev["cache_frame"]) if cached >= 0 else 0.0
     n_conf = prm["n_conf"]
-    _observation_into(obs[lo:hi], frame[lo:hi], frames[:, :n_conf], frames[:, n_conf:n_conf + prm["n_actions"] - 1],
-                      meas[lo:hi], signals[lo:hi], remote_times, obs_consts)
+    n_remote = prm["n_actions"] - 2
+    _observation_into(obs[lo:hi], frame[lo:hi], frames[:, :n_conf], frames[:, prm["col_kb"]:prm["col_kb"] + n_remote],
+                      frames[:, prm["col_dist"]:prm["col_dist"] + n_remote + 1], meas[lo:hi], signals[lo:hi],
+                      remote_times, obs_consts)
 
 
 @jit
-def preview(state, tables, on_time, can_send):
-    """Hindsight for the oracle, changing nothing: would each remote action be on time; is the buffer open."""
+def preview(state, tables, on_time, can_send, reuse_right, pending):
+    """Hindsight for the oracle, changing nothing: would each remote action be on time; is the buffer open;
+    would reusing the cached answer be right; uploads in flight."""
     device, uploads, pieces = state
-    params, frames, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
+    params, frames, embedding, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
     prm = params[0]
-    bytes_col = prm["n_conf"] + prm["n_actions"] - 1
+    bytes_col = prm["col_bytes"]
     for i in range(device.shape[0]):
         dev = device[i]
         frame = _frame(device, pieces, scenes, i)
         capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
         decide_s = capture_s + prm["student_s"]
-        can_send[i] = _pending(uploads, i, decide_s) < prm["max_queue"]
+        _fold_answers(device, uploads, i, decide_s)
+        pending[i] = _pending(uploads, i, decide_s)
+        can_send[i] = pending[i] < prm["max_queue"]
+        cached = _cached_class(device, frames, prm, i)
+        reuse_right[i] = cached >= 0 and cached == np.int64(frames[frame, prm["col_label"]])
         start_s = max(decide_s, dev["link_free_s"])
         for r in range(on_time.shape[1]):
             upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s,
-                                   frames[frame, bytes_col + 1 + r], dev["segment"])
+                                   frames[frame, bytes_col + r], dev["segment"])
             answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
             on_time[i, r] = can_send[i] and answer_s <= capture_s + prm["deadline_s"] + 1e-12
 
@@ -412,15 +487,16 @@ def step(state, tables, buffers, actions, mode):
     ended episode's observation goes to ``final_obs`` and the new episode's to ``obs``).
     """
     device, uploads, pieces = state
-    params, frames, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
+    params, frames, embedding, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
     obs, final_obs, out, _, _, _ = buffers
     prm = params[0]
     code, where = _check(device, actions, prm["n_actions"], mode)
     if code != OK:
         return code, where
     ring = uploads.shape[1]
-    bytes_col = prm["n_conf"] + prm["n_actions"] - 1
-    correct_col = bytes_col + prm["n_actions"]
+    bytes_col = prm["col_bytes"]
+    correct_col = prm["col_correct"]
+    reuse_action = prm["n_actions"] - 1
     b = actions.shape[0]
     for i in range(b):
         dev = device[i]
@@ -438,27 +514,42 @@ def step(state, tables, buffers, actions, mode):
         decide_s = capture_s + prm["student_s"]
         true_mbps, dev["segment"] = _mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s,
                                              dev["segment"])
-        refused = action > 0 and _pending(uploads, i, decide_s) >= prm["max_queue"]
-        send = action > 0 and not refused
+        _fold_answers(device, uploads, i, decide_s)
+        remote = 0 < action < reuse_action
+        refused = remote and _pending(uploads, i, decide_s) >= prm["max_queue"]
+        send = remote and not refused
         nbytes = 0.0
         on_time = False
         latency_ms = prm["student_s"] * 1000.0
         if send:
-            nbytes = frames[frame, bytes_col + action]
+            r = action - 1
+            nbytes = frames[frame, bytes_col + r]
             start_s = max(decide_s, dev["link_free_s"])
             upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s, nbytes,
                                    dev["segment"])
-            answer_s = start_s + upload_s + remote_times[0, action - 1] + remote_times[1, action - 1]
+            answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
             on_time = answer_s <= capture_s + prm["deadline_s"] + 1e-12
             latency_ms = (answer_s - capture_s) * 1000.0 if on_time else prm["deadline_ms"]
             slot = dev["issued"] % ring
-            uploads[i, slot, 0] = start_s + upload_s
-            uploads[i, slot, 1] = nbytes * 8e-6 / max(upload_s, 1e-9)
+            uploads[i, slot, UP_FINISH] = start_s + upload_s
+            uploads[i, slot, UP_MBPS] = nbytes * 8e-6 / max(upload_s, 1e-9)
+            uploads[i, slot, UP_ANSWER] = answer_s
+            uploads[i, slot, UP_FRAME] = frame
+            uploads[i, slot, UP_REMOTE] = r
+            uploads[i, slot, UP_CAPTURE] = capture_s
             dev["issued"] += 1
             dev["link_free_s"] = start_s + upload_s
-        correct = frames[frame, correct_col + (action if on_time else 0)] > 0
+        reused = False
+        if on_time:
+            correct = frames[frame, correct_col + action] > 0
+        elif action == reuse_action and dev["cache_frame"] >= 0:
+            reused = True
+            correct = _cached_class(device, frames, prm, i) == np.int64(frames[frame, prm["col_label"]])
+        else:
+            correct = frames[frame, correct_col] > 0
         dev["offload_ema"] += prm["rate_ema"] * ((1.0 if send else 0.0) - dev["offload_ema"])
         dev["last_action"] = action
+        dev["prev_frame"] = frame
         dev["step"] += 1
         dev["offset"] += 1
         if dev["offset"] >= pieces[i, dev["piece"], 2]:
@@ -479,6 +570,7 @@ def step(state, tables, buffers, actions, mode):
         rec["action"] = action
         rec["trace"] = dev["trace"]
         rec["frame"] = frame
+        rec["reused"] = reused
         rec["truncated"] = dev["step"] >= prm["episode_frames"]
         if rec["truncated"]:
             dev["status"] = OVER

@@ -53,15 +53,20 @@ class OffloadEnv(gym.Env):
     ## Description
     Video frames arrive at the profile's frame rate. For each, the device's int8 student network has already
     classified it; the agent chooses to return that answer, to upload the frame's JPEG at one of R resolutions to
-    an edge server, or to send the full frame to the teacher (the most accurate, farthest model). Uploads share
-    one FIFO uplink whose throughput follows a real bandwidth trace (wrapping around). An answer counts only if it
-    returns within ``deadline_ms`` of capture; otherwise the local answer is used, though the bytes were sent.
+    an edge server, to send the full frame to the teacher (the most accurate, farthest model), or to reuse the
+    remote answer it already holds. Uploads share one FIFO uplink whose throughput follows a real bandwidth trace
+    (wrapping around). An answer counts for its own frame only if it returns within ``deadline_ms`` of capture;
+    otherwise the local answer is used, though the bytes were sent. Every remote answer that comes back, late ones
+    too, enters the device's answer cache, which holds the answer about the most recently captured frame; reusing
+    it costs no bytes and no link time and is right iff its class is the current frame's label (with an empty
+    cache, reuse is the local answer).
     Every frame's outcome under every action comes from a ``perception.FrameProfile`` (real models on real
     images) whose frames form scenes (``profile.clip`` is the scene id); an episode plays pieces of scenes in
     sequence, so confidence and correctness are correlated over time.
 
     ## Action Space
-    ``Discrete(R + 2)``: ``0`` local; ``1..R`` offload at ``profile.resolutions[a - 1]``; ``R + 1`` teacher.
+    ``Discrete(R + 3)``: ``0`` local; ``1..R`` offload at ``profile.resolutions[a - 1]``; ``R + 1`` teacher;
+    ``R + 2`` reuse (the cached answer). ``env.action_names`` names them.
 
     ## Observation Space
     ``Box(float32, (D,))``, fields documented in ``envs.features`` (one table, shared with the device runtime):
@@ -73,6 +78,9 @@ class OffloadEnv(gym.Env):
     | backlog, pending, time since last measurement | the state of its uplink |
     | recent offload rate, last action (one-hot) | its own recent behaviour |
     | JPEG size and predicted deadline slack per remote action | from this frame's encodings and the estimate |
+    | distilled P(right) of the student and of each remote action | the student's distilled-confidence head |
+    | cache held, age, source, confidence, agreement with the student | its answer cache |
+    | embedding cosine to the previous frame and to the cached answer's frame | same scene or a new one |
     | (oracle_bandwidth only) the true current throughput | for ablations |
 
     ## Rewards
@@ -83,7 +91,7 @@ class OffloadEnv(gym.Env):
 
     ## Starting State
     A trace drawn uniformly from the env's traces and a start offset uniform over its period; an idle uplink, no
-    throughput measurement (the estimate is ``prior_mbps``), last action 0. The frames are scene pieces: for each
+    throughput measurement (the estimate is ``prior_mbps``), last action 0, an empty answer cache. The frames are scene pieces: for each
     piece a scene uniformly, a length uniform in [ceil(L / 2), L] for a scene of L frames and a first frame
     uniform in [0, L - length], concatenated until the episode is covered (so no fixed period can be learnt).
     ``reset(options=...)`` pins ``trace`` (index into ``env.traces``), ``start_s``, and ``pieces`` ((scene, first
@@ -95,7 +103,8 @@ class OffloadEnv(gym.Env):
 
     ## Info
     ``correct``, ``used_remote``, ``late``, ``refused`` (send buffer full), ``latency_ms``, ``bytes``,
-    ``true_mbps`` (trace throughput at decision time), ``action``, ``trace`` (index), ``frame`` (profile index).
+    ``true_mbps`` (trace throughput at decision time), ``action``, ``trace`` (index), ``frame`` (profile index),
+    ``reused`` (the answer used was a cached remote answer).
 
     ## Arguments
     ``profile`` (default: the committed profile), ``traces`` (default: ../shared/traces, else the fitted
@@ -118,9 +127,11 @@ class OffloadEnv(gym.Env):
     RuntimeError: the episode is over (truncated after 3 frames): call reset() before stepping again
 
     ## Version History
-    * v1: compiled dynamics (same physics, same observation); episodes are scene pieces of profiles with scenes of
-      varying length played at the profile's fps; episodes come from a per-env random stream (so the episode a
-      seed gives differs from v0's); stepping before reset or after the end raises a clear RuntimeError.
+    * v1: compiled dynamics (same physics); episodes are scene pieces of profiles with scenes of varying length
+      played at the profile's fps; episodes come from a per-env random stream (so the episode a seed gives
+      differs from v0's); stepping before reset or after the end raises a clear RuntimeError; the reuse action
+      and the answer cache, with the distilled estimates, cache and embedding-similarity fields in the
+      observation (the profile must be format 2).
     * v0: initial version (equal-length clips, whole clips per episode).
     """
 

@@ -112,7 +112,7 @@ def test_device_features_reproduce_the_env_observation_on_10000_observations(tra
         signals = dev.signals(env.num_envs)
         for name in signals.dtype.names:  # the device fills its own record from its own readings
             signals[name] = sig["signals"][name]
-        device = dev(sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"], signals)
+        device = dev(sig["topk_prob"], sig["remote_kb"], sig["dist"], sig["meas_mbps"], signals)
         assert np.allclose(device, obs, rtol=0, atol=1e-6)
         checked += len(obs)
         obs, *_ = env.step(rng.integers(0, env.single_action_space.n, env.num_envs))

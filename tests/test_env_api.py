@@ -43,7 +43,7 @@ def test_vector_env_rejects_bad_actions_before_changing_anything() -> None:
     venv = OffloadVectorEnv(3, hand_profile(), [constant_trace()], HAND)
     venv.reset(seed=0)
     before = venv.core.state.device.copy()
-    with pytest.raises(ValueError, match=r"invalid action 9 \(env 2\): expected an integer in \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"invalid action 9 \(env 2\): expected an integer in \[0, 5\)"):
         venv.step(np.array([1, 1, 9]))
     with pytest.raises(ValueError, match="actions must be 3 integers"):
         venv.step(np.array([0.5, 1, 1]))
