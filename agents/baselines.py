@@ -41,10 +41,11 @@ class RandomPolicy(Policy):
 class HindsightOracle(Policy):
     """UPPER REFERENCE, not a deployable policy: knows the true throughput and which answers are right.
 
-    For each frame, using the env's true state: keep the local answer when it is right; otherwise send the
-    smallest remote request that would be back in time with a right answer; if none would, stay local. Greedy
-    per frame (it does not plan the uplink for later frames), so it bounds what confidence-and-network-aware
-    decisions can reach, not the true optimum.
+    For each frame, using the env's true state: reuse the cached answer when it is right (free); else keep the
+    local answer when it is right; else send the smallest remote request that would be back in time with a right
+    answer; else, if no upload is in flight and some remote answer on this frame is right, send the smallest such
+    request anyway (late for this frame, it refreshes the cache for the frames after); else stay local. Greedy per
+    frame (it does not plan the uplink for later frames), so it is a strong reference, not the true optimum.
     """
 
     name = "oracle"
@@ -54,24 +55,29 @@ class HindsightOracle(Policy):
 
     def attach(self, env: Any) -> None:
         self._core = env.core
+        names = env.action_names
+        self._remote = np.array([names.index(a) for a in env.core.spec.remote_names], np.int64)
+        self._reuse = names.index("reuse")
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
         if self._core is None:
             raise RuntimeError("HindsightOracle needs attach(env) before act(): it reads the env's true state")
         p = self._core.preview()
-        good = p["on_time"] & p["correct"] & p["can_send"][:, None]
-        cost = np.where(good, p["bytes"], np.inf)
-        best = cost.argmin(1)
-        useful = ~p["student_correct"] & good.any(1)
-        return np.where(useful, best + 1, 0).astype(np.int64)
+        right = p["correct"] & p["can_send"][:, None]
+        good = p["on_time"] & right
+        best_in_time = np.where(good, p["bytes"], np.inf).argmin(1)
+        best_late = np.where(right, p["bytes"], np.inf).argmin(1)
+        refresh = right.any(1) & (p["pending"] == 0)
+        action = np.where(refresh, self._remote[best_late], 0)
+        action = np.where(good.any(1), self._remote[best_in_time], action)
+        action = np.where(p["student_correct"], 0, action)
+        return np.where(p["reuse_correct"], self._reuse, action).astype(np.int64)
 
 
 def baseline_policies(action_names: list[str], seed: int = 0) -> dict[str, Policy]:
-    """Every fixed baseline for an env with these action names (``local``, ``offload@r``..., ``teacher``)."""
-    out: dict[str, Policy] = {"local": ConstantPolicy(0, "local")}
-    for a, name in enumerate(action_names[1:-1], start=1):
-        out[name] = ConstantPolicy(a, name)
-    out["teacher"] = ConstantPolicy(len(action_names) - 1, "teacher")
+    """Every fixed baseline for an env with these action names (``local``, ``offload@r``..., ``teacher``,
+    ``reuse``): one constant policy per action, random, and the hindsight oracle."""
+    out: dict[str, Policy] = {name: ConstantPolicy(a, name) for a, name in enumerate(action_names)}
     out["random"] = RandomPolicy(len(action_names), seed)
     out["oracle"] = HindsightOracle()
     return out

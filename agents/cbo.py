@@ -1,4 +1,6 @@
-"""CBO, Confidence-Based Offloading (Tan and Cao, INFOCOM 2022, arXiv 2112.02439), and its tuning.
+"""CBO, Confidence-Based Offloading, and its tuning: a reconstruction of the reference heuristic of Tan and Cao,
+"Deep Learning on Mobile Devices Through Neural Processing Units and Edge Computing" (IEEE INFOCOM 2022,
+arXiv 2112.02439), from the paper's abstract and problem statement (its method section was not readable here).
 
 CBO's formulation: the expected accuracy of returning the NPU's answer is its *calibrated* confidence c (that is
 why the student is temperature-scaled), and the expected accuracy of offloading at resolution r is the server's
@@ -64,11 +66,12 @@ class CBOPolicy(Policy):
     def bind_fields(self, fields: list[str], action_names: list[str]) -> None:
         """Read the observation layout: confidence and per-action slack columns."""
         ix = FieldIndex(fields)
-        servers = action_names[1:-1]
+        servers = [a for a in action_names if a.startswith("offload@")]
         if len(servers) != len(self.server_accuracy):
             raise ValueError(f"CBO has {len(self.server_accuracy)} server accuracies but the env offers {servers}")
         self._idx = {"conf": ix["top1_prob"], "slack": ix.many([f"slack_{a}" for a in servers]),
-                     "slack_teacher": ix["slack_teacher"], "teacher_action": len(action_names) - 1}
+                     "slack_teacher": ix["slack_teacher"], "teacher_action": action_names.index("teacher"),
+                     "server_actions": np.array([action_names.index(a) for a in servers], np.int64)}
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
         if self._idx is None:
@@ -80,7 +83,7 @@ class CBOPolicy(Policy):
         # largest feasible resolution: index of the last True, -1 when none
         last = np.where(feasible.any(1), r - 1 - np.argmax(feasible[:, ::-1], axis=1), -1)
         gain = np.where(last >= 0, self.server_accuracy[np.maximum(last, 0)] - conf, -np.inf)
-        action = np.where(gain > self.tau, last + 1, 0)
+        action = np.where(gain > self.tau, ix["server_actions"][np.maximum(last, 0)], 0)
         if self.tau_teacher is not None:
             teacher_ok = obs[:, ix["slack_teacher"]] >= self.margin
             escalate = teacher_ok & (self.teacher_accuracy - conf > self.tau_teacher)

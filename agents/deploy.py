@@ -85,8 +85,10 @@ class OnnxPolicy(Policy):
 class DeviceFeatures:
     """Builds the policy's observation from raw device signals, with the environment's own feature code.
 
-    The timing constants (deadline, round trips, server compute, send-buffer size, prior) describe the
-    deployment and must match what the policy was trained with; ``OnnxPolicy.metadata["env_config"]`` has them.
+    The environment compiles ``envs/features.py``'s ``observation_into`` with Numba; here the same source runs
+    as plain Python (no Numba, no simulator). The timing constants (deadline, round trips, server compute,
+    send-buffer size, prior) describe the deployment and must match what the policy was trained with;
+    ``OnnxPolicy.metadata["env_config"]`` has them.
     """
 
     def __init__(self, top_k: int, history: int, resolutions: tuple[int, ...], deadline_s: float,
@@ -101,9 +103,14 @@ class DeviceFeatures:
     def field_names(self) -> list[str]:
         return self.spec.field_names
 
-    def __call__(self, topk_prob: NDArray, remote_kb: NDArray, meas_mbps: NDArray, n_meas: NDArray,
-                 backlog_s: NDArray, pending: NDArray, since_meas_s: NDArray, offload_rate: NDArray,
-                 last_action: NDArray) -> NDArray[np.float32]:
-        """Observations [B, D] (see ``envs/features.py`` for each argument)."""
-        return self._f.build_observation(self.spec, topk_prob, remote_kb, meas_mbps, n_meas, backlog_s, pending,
-                                         since_meas_s, offload_rate, last_action)
+    def signals(self, batch: int = 1) -> NDArray:
+        """A zeroed record array [batch] of the scalar signals (fields: ``envs/features.py`` ``SIGNALS``)."""
+        return np.zeros(batch, self._f.SIGNALS)
+
+    def __call__(self, topk_prob: NDArray, remote_kb: NDArray, dist: NDArray, meas_mbps: NDArray,
+                 signals: NDArray) -> NDArray[np.float32]:
+        """Observations [B, D]: top-k probabilities [B, k], JPEG kB per remote action [B, R + 1], the distilled
+        head's P(right) for the student and each remote action [B, R + 2] (``perception.distill``), measured
+        throughputs newest first [B, H], and the scalar ``signals`` [B] (see ``envs/features.py``: the answer
+        cache's fields come from the device's own cache and embeddings)."""
+        return self._f.build_observation(self.spec, topk_prob, remote_kb, dist, meas_mbps, signals)

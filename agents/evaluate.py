@@ -1,8 +1,9 @@
 """Paired evaluation of any Policy on held-out traces and clips, with per-family metrics and bootstrap intervals.
 
 Episodes are fixed before any policy acts: for trace i and repetition j, a generator seeded with (seed, i, j)
-draws the start offset and the clip sequence. Every policy therefore faces exactly the same episodes (same
-traces, offsets, frames), so differences between policies are paired.
+draws the start offset and keys the env's own draw of the scene pieces. Every policy therefore faces exactly the
+same episodes (same traces, offsets, frames), pinned through the env's public ``pin_episodes``, so differences
+between policies are paired.
 """
 
 from __future__ import annotations
@@ -22,27 +23,38 @@ EnvFactory = Callable[[int, Sequence[Trace]], Any]  # (num_envs, traces) -> Offl
 
 @dataclass(frozen=True)
 class Episodes:
-    """The fixed episode set: trace row, start offset and clip schedule of each episode."""
+    """The fixed episode set: trace index, start offset and scene pieces of each episode.
+
+    ``pieces[e]`` is an int array [n, 3] of (scene, first frame in the scene, length), played in order.
+    """
 
     trace: NDArray[np.int64]
     start_s: NDArray[np.float64]
-    clips: NDArray[np.int64]
+    pieces: tuple[NDArray[np.int64], ...]
 
     def __len__(self) -> int:
         return len(self.trace)
 
 
 def make_episodes(env: Any, episodes_per_trace: int, seed: int) -> Episodes:
-    """``episodes_per_trace`` episodes on every trace of ``env``, each from generator (seed, trace, repetition)."""
-    core = env.core
-    rows, starts, clips = [], [], []
-    for i, dur in enumerate(core.bank.duration_s):
+    """``episodes_per_trace`` episodes on every trace of ``env``, each from generator (seed, trace, repetition).
+
+    ``env`` (an ``OffloadVectorEnv`` with one sub-env per episode) draws the scene pieces, so they follow the
+    env's own rule; it is reset in the process.
+    """
+    traces = env.traces
+    if env.num_envs != len(traces) * episodes_per_trace:
+        raise ValueError(f"env has {env.num_envs} sub-envs for {len(traces)} traces x {episodes_per_trace} episodes")
+    rows, starts, keys = [], [], []
+    for i, trace in enumerate(traces):
         for j in range(episodes_per_trace):
             rng = np.random.default_rng([seed, i, j])
             rows.append(i)
-            starts.append(rng.uniform(0.0, dur))
-            clips.append(rng.integers(len(core.clip_start), size=core.n_clips_episode))
-    return Episodes(np.array(rows), np.array(starts), np.array(clips))
+            starts.append(rng.uniform(0.0, trace.duration_s))
+            keys.append(int(rng.integers(0, 2 ** 63)))
+    env.reset(seed=keys)
+    pieces = tuple(episode["pieces"] for episode in env.episodes())
+    return Episodes(np.array(rows), np.array(starts), pieces)
 
 
 @dataclass
@@ -65,23 +77,18 @@ class Rollout:
 
 def rollout(policy: Policy, env: Any, episodes: Episodes) -> Rollout:
     """Run ``policy`` on every episode at once (one vector env row per episode), recording every step."""
-    core = env.core
-    if core.num_envs != len(episodes):
-        raise ValueError(f"env has {core.num_envs} rows for {len(episodes)} episodes")
-    core.reset_rows(range(len(episodes)), [np.random.default_rng(0)] * len(episodes))
-    for i in range(len(episodes)):
-        core.set_episode(i, int(episodes.trace[i]), float(episodes.start_s[i]), episodes.clips[i])
+    if env.num_envs != len(episodes):
+        raise ValueError(f"env has {env.num_envs} sub-envs for {len(episodes)} episodes")
+    obs = env.pin_episodes(episodes.trace, episodes.start_s, episodes.pieces)
     policy.attach(env)
     policy.reset()
     est_col = env.observation_fields.index("est_log_mbps")
-    steps = core.config.episode_frames
     rec: dict[str, list] = {k: [] for k in ("correct", "used_remote", "late", "refused", "latency_ms", "bytes",
                                             "action", "true_mbps", "frame")}
     est = []
-    for _ in range(steps):
-        obs = core.observe()
+    for _ in range(env.config.episode_frames):
         est.append(10.0 ** (2.0 * obs[:, est_col].astype(np.float64)))
-        _, _, _, info = core.step(policy.act(obs))
+        obs, _, _, _, info = env.step(policy.act(obs))
         for k in rec:
             rec[k].append(info[k])
     stacked = {k: np.stack(v, 1) for k, v in rec.items()}
@@ -135,11 +142,11 @@ def evaluate(policy: Policy, env_factory: EnvFactory, traces: Sequence[Trace], e
     """Evaluate ``policy`` on ``episodes`` fixed episodes per trace; metrics per trace family and overall."""
     env = env_factory(len(traces) * episodes if episode_set is None else len(episode_set), traces)
     eps = make_episodes(env, episodes, seed) if episode_set is None else episode_set
-    if len(env.core.traces) != len(traces):
-        raise ValueError(f"env_factory built an env over {len(env.core.traces)} traces, expected exactly the "
+    if len(env.traces) != len(traces):
+        raise ValueError(f"env_factory built an env over {len(env.traces)} traces, expected exactly the "
                          f"{len(traces)} given (use trace_split='all' and pre-filtered traces)")
     r = rollout(policy, env, eps)
-    fams = np.array([str(env.core.traces[i].family) for i in eps.trace])
+    fams = np.array([str(env.traces[i].family) for i in eps.trace])
     metrics = {str(fam): summarize(r, fams == fam, env.action_names, seed) for fam in sorted(set(fams.tolist()))}
     metrics["all"] = summarize(r, np.ones(len(eps), bool), env.action_names, seed)
     return EvalResult(policy.name, metrics, r, policy.describe())

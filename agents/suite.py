@@ -1,4 +1,4 @@
-"""Wiring shared by the CLI and the main job: splits, env factories, tuned CBO and the named policies."""
+"""Wiring shared by the CLI and the main job: splits, env factories, tuned heuristics and the named policies."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
 from perception import FrameProfile
 
 from .baselines import baseline_policies
+from .cachenet import tune_cachenet, tune_cbo_cond
 from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
 from .evaluate import EvalResult, evaluate, evaluate_many, make_episodes
 from .policy import Policy
@@ -41,7 +42,7 @@ class Setup:
         return lambda n, traces: OffloadVectorEnv(n, self.profile, traces, cfg)
 
     def action_names(self) -> list[str]:
-        return ["local", *[f"offload@{r}" for r in self.profile.resolutions], "teacher"]
+        return ["local", *[f"offload@{r}" for r in self.profile.resolutions], "teacher", "reuse"]
 
 
 @dataclass
@@ -67,32 +68,61 @@ class Validation:
         return res.metrics["all"]["accuracy"]
 
 
-def tuned_cbo(setup: Setup, seed: int = 0, episodes: int = 1) -> tuple[CBOPolicy, CBOPolicy, dict[str, Any]]:
-    """CBO and cbo+teacher tuned by grid search on training traces and training clips only."""
-    a_r, a_t = profiled_accuracy(select_profile(setup.profile, setup.config.replace(profile_split="train")))
+HEURISTICS = ("cbo", "cbo+teacher", "cbo-cond", "cachenet")
+
+
+def training_scorer(setup: Setup, seed: int = 0, episodes: int = 1) -> tuple[Callable[[Policy], float], str]:
+    """Mean accuracy of a policy on fixed episodes over the training traces x training scenes (the tuning set)."""
     env = setup.factory("train")(len(setup.train_traces) * episodes, setup.train_traces)
+    episode_set = make_episodes(env, episodes, seed + 1)
 
     def score(pol: Policy) -> float:
-        return evaluate(pol, lambda n, t: env, setup.train_traces, episodes, seed=seed + 1).metrics["all"]["accuracy"]
+        return evaluate(pol, lambda n, t: env, setup.train_traces, episodes,
+                        episode_set=episode_set).metrics["all"]["accuracy"]
 
-    t0 = time.time()
-    cbo, cbot, grid = tune_cbo(score, a_r, a_t)
-    info = {"tuned_on": f"{len(setup.train_traces)} training traces x {episodes} episode(s), training clips",
-            "seconds": round(time.time() - t0, 1), "cbo": cbo.describe(), "cbo+teacher": cbot.describe(),
-            "grid": grid}
-    return cbo, cbot, info
+    return score, f"{len(setup.train_traces)} training traces x {episodes} episode(s), training scenes"
+
+
+def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int = 0,
+                     episodes: int = 1) -> tuple[dict[str, Policy], dict[str, Any]]:
+    """The named heuristics, each tuned by grid search on training traces and training scenes only.
+
+    cbo and cbo+teacher: (tau, margin), then tau_teacher; cbo-cond: (tau, margin, use_teacher); cachenet: the
+    reuse rule, the refresh knobs and (tau, margin) on top of the tuned cbo-cond. Returns the policies and, per
+    heuristic, its parameters, grid and tuning time.
+    """
+    score, tuned_on = training_scorer(setup, seed, episodes)
+    out: dict[str, Policy] = {}
+    info: dict[str, Any] = {"tuned_on": tuned_on}
+    if {"cbo", "cbo+teacher"} & set(names):
+        t0 = time.time()
+        a_r, a_t = profiled_accuracy(select_profile(setup.profile, setup.config.replace(profile_split="train")))
+        cbo, cbot, grid = tune_cbo(score, a_r, a_t)
+        out.update({"cbo": cbo, "cbo+teacher": cbot})
+        info["cbo"] = {"params": cbo.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+        info["cbo+teacher"] = {"params": cbot.describe()}
+    if {"cbo-cond", "cachenet"} & set(names):
+        t0 = time.time()
+        cond, grid = tune_cbo_cond(score)
+        out["cbo-cond"] = cond
+        info["cbo-cond"] = {"params": cond.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+        if "cachenet" in names:
+            t0 = time.time()
+            cache, grid = tune_cachenet(score, cond)
+            out["cachenet"] = cache
+            info["cachenet"] = {"params": cache.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+    return {n: out[n] for n in names if n in out}, info
 
 
 def named_policies(setup: Setup, names: Sequence[str], seed: int = 0) -> tuple[dict[str, Policy], dict[str, Any]]:
-    """Policies by name: local, offload@<r>, teacher, random, oracle, cbo, cbo+teacher (CBO tuned on train)."""
+    """Policies by name: one per action (local, offload@<r>, teacher, reuse), random, oracle, and the tuned
+    heuristics cbo, cbo+teacher, cbo-cond, cachenet (tuned on training data only)."""
     available = baseline_policies(setup.action_names(), seed)
-    tuning: dict[str, Any] = {}
-    if {"cbo", "cbo+teacher"} & set(names):
-        cbo, cbot, tuning = tuned_cbo(setup, seed)
-        available.update({"cbo": cbo, "cbo+teacher": cbot})
-    unknown = [n for n in names if n not in available]
+    unknown = [n for n in names if n not in available and n not in HEURISTICS]
     if unknown:
-        raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + ['cbo', 'cbo+teacher']}")
+        raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + list(HEURISTICS)}")
+    tuned, tuning = tuned_heuristics(setup, [n for n in HEURISTICS if n in names], seed)
+    available.update(tuned)
     return {n: available[n] for n in names}, tuning
 
 

@@ -1,6 +1,6 @@
 """The Gymnasium environment: a device choosing local / offload-at-r / teacher per frame over real traces.
 
-``import envs`` registers ``offload/FrameOffload-v0`` (single env; its ``vector_entry_point`` is the NumPy-batched
+``import envs`` registers ``offload/FrameOffload-v1`` (single env; its ``vector_entry_point`` is the batched
 ``OffloadVectorEnv``), so ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` works.
 """
 
@@ -10,12 +10,13 @@ import gymnasium as gym
 
 from .config import EnvConfig
 from .core import OffloadDynamics, select_profile, select_traces
-from .features import ObservationSpec, build_observation
+from . import kernel
+from .features import SIGNALS, ObservationSpec, build_observation
 from .offload_env import OffloadEnv, OffloadVectorEnv, default_inputs
 
-ENV_ID = "offload/FrameOffload-v0"
+ENV_ID = "offload/FrameOffload-v1"
 
-__all__ = ["ENV_ID", "EnvConfig", "ObservationSpec", "OffloadDynamics", "OffloadEnv", "OffloadVectorEnv",
+__all__ = ["ENV_ID", "SIGNALS", "EnvConfig", "ObservationSpec", "OffloadDynamics", "OffloadEnv", "OffloadVectorEnv",
            "build_observation", "default_inputs", "select_profile", "select_traces"]
 
 if ENV_ID not in gym.registry:

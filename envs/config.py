@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import numpy as np
+
 Split = Literal["train", "test", "all"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
 class EnvConfig:
     """Constants of the frame-offloading environment.
 
-    Why these defaults. Frames arrive at 30 fps with a 200 ms deadline each; offloads share one FIFO uplink. At
+    Why these defaults. Frames arrive at the profile's 30 fps with a 200 ms deadline each; offloads share one FIFO uplink. At
     the traces' median throughput (about 1 Mbit/s) the link carries ~4.2 kB per frame interval, while a frame's
     JPEG is ~3.6 / 6.2 / 9.4 / 12.9 kB at the four offload resolutions and ~28 kB in full for the teacher. So at
     the middle resolutions only about a half to two thirds of frames can be offloaded in time, and the teacher
@@ -22,7 +33,9 @@ class EnvConfig:
     on a CPU), scaled by ``compute_scale`` (set < 1 to model a GPU server).
 
     Attributes:
-        fps: frame rate of the camera.
+        fps: frame rate of the camera. None (default): the profile's ``meta["fps"]`` (30 for profiles without
+            it); an explicit value must equal it, since playing frames at another rate than they were rendered
+            at would fake the scenes' durations.
         deadline_ms: time from a frame's capture by which its answer must be back.
         episode_frames: frames per episode (the episode is truncated after them).
         edge_rtt_ms / cloud_rtt_ms: network round trip to the edge server / to the teacher, beyond the upload.
@@ -39,10 +52,11 @@ class EnvConfig:
         oracle_bandwidth: add the trace's true current throughput to the observation (ablations only).
         profile_split / trace_split: which side of the clip split and of the trace split the env replays.
         test_fraction / split_seed: how both splits are drawn (by clip and by trace file).
-        trace_families: families to use (None: all); skip_downlink: drop Mahimahi ``.down`` traces (offloads go up).
+        trace_families: families to use (None: all); a single string is one family name (``"fcc"`` means
+            ``("fcc",)``, never the letters f, c, c); skip_downlink: drop Mahimahi ``.down`` traces (offloads go up).
     """
 
-    fps: float = 30.0
+    fps: float | None = None
     deadline_ms: float = 200.0
     episode_frames: int = 300
     edge_rtt_ms: float = 30.0
@@ -68,28 +82,39 @@ class EnvConfig:
             if not cond:
                 raise ValueError(f"EnvConfig.{name}={getattr(self, name)!r}: expected {expected}")
 
-        need(self.fps > 0, "fps", "> 0")
+        if isinstance(self.trace_families, str):  # one family name, not an iterable of letters
+            object.__setattr__(self, "trace_families", (self.trace_families,))
+        elif self.trace_families is not None:
+            try:
+                object.__setattr__(self, "trace_families", tuple(self.trace_families))
+            except TypeError:
+                need(False, "trace_families", "None, a family name, or a sequence of family names")
+            need(all(isinstance(f, str) for f in self.trace_families), "trace_families",
+                 "None, a family name, or a sequence of family names")
+        for f in fields(self):  # types first, so that the range checks below compare numbers with numbers
+            value = getattr(self, f.name)
+            expected = _FIELD_TYPES[f.name]
+            ok = {"number": _is_number(value), "int": _is_int(value), "bool": isinstance(value, (bool, np.bool_)),
+                  "str": isinstance(value, str), "number or None": value is None or _is_number(value),
+                  "families": value is None or isinstance(value, tuple)}[expected]
+            need(ok, f.name, {"number": "a number", "int": "an int", "bool": "True or False", "str": "a string",
+                              "number or None": "None or a number", "families": "None or family names"}[expected])
+        need(self.fps is None or self.fps > 0, "fps", "None (the profile's) or > 0")
         need(self.deadline_ms > 0, "deadline_ms", "> 0")
-        need(isinstance(self.episode_frames, int) and self.episode_frames >= 1, "episode_frames", "an int >= 1")
+        need(self.episode_frames >= 1, "episode_frames", "an int >= 1")
         need(self.edge_rtt_ms >= 0, "edge_rtt_ms", ">= 0")
         need(self.cloud_rtt_ms >= 0, "cloud_rtt_ms", ">= 0")
         need(self.compute_scale >= 0, "compute_scale", ">= 0")
         need(self.student_ms is None or self.student_ms >= 0, "student_ms", "None or >= 0")
         need(self.byte_cost >= 0, "byte_cost", ">= 0")
         need(self.reward_baseline in ("none", "local"), "reward_baseline", "'none' or 'local'")
-        need(isinstance(self.history, int) and self.history >= 1, "history", "an int >= 1")
-        need(isinstance(self.max_queue, int) and self.max_queue >= 1, "max_queue", "an int >= 1")
+        need(self.history >= 1, "history", "an int >= 1")
+        need(self.max_queue >= 1, "max_queue", "an int >= 1")
         need(0 < self.rate_ema <= 1, "rate_ema", "in (0, 1]")
         need(self.prior_mbps > 0, "prior_mbps", "> 0")
         need(self.profile_split in ("train", "test", "all"), "profile_split", "'train', 'test' or 'all'")
         need(self.trace_split in ("train", "test", "all"), "trace_split", "'train', 'test' or 'all'")
         need(0 < self.test_fraction < 1, "test_fraction", "in (0, 1)")
-        if self.trace_families is not None:
-            object.__setattr__(self, "trace_families", tuple(self.trace_families))
-
-    @property
-    def frame_s(self) -> float:
-        return 1.0 / self.fps
 
     @property
     def deadline_s(self) -> float:
@@ -116,3 +141,13 @@ class EnvConfig:
         if d.get("trace_families") is not None:
             d["trace_families"] = tuple(d["trace_families"])
         return cls(**d)
+
+
+# the form each field must have (checked before its range); every EnvConfig field has an entry
+_FIELD_TYPES = {
+    "fps": "number or None", "deadline_ms": "number", "episode_frames": "int", "edge_rtt_ms": "number",
+    "cloud_rtt_ms": "number", "compute_scale": "number", "student_ms": "number or None", "byte_cost": "number",
+    "reward_baseline": "str", "history": "int", "max_queue": "int", "rate_ema": "number", "prior_mbps": "number",
+    "oracle_bandwidth": "bool", "profile_split": "str", "trace_split": "str", "test_fraction": "number",
+    "split_seed": "int", "trace_families": "families", "skip_downlink": "bool",
+}

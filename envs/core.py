@@ -1,24 +1,29 @@
-"""The one batched dynamics core behind both environments (the single env is batch size 1), so they cannot drift.
+"""The one dynamics core behind all three environments (the single env is batch size 1), so they cannot drift.
 
-Per frame n of an episode on trace row, captured at t = t0 + n / fps: the device runs its student (student_s), then
-acts at td = t + student_s. An offload waits for the FIFO uplink (start = max(td, link_free)), takes
-``Trace.transfer_time(start, bytes)`` to upload, then the round trip and the model's compute time. The answer counts
-if it is back by t + deadline; otherwise the local answer is used (the bytes were spent, the link stayed busy).
-Each completed upload yields a throughput measurement (bytes / upload time) that the device sees once it completed.
+Per frame n of an episode on trace ``trace``, captured at t = start_s + n / fps: the device runs its student
+(student_s), then acts at td = t + student_s. An offload waits for the FIFO uplink (start = max(td, link_free)),
+takes ``Trace.transfer_time(start, bytes)`` to upload, then the round trip and the model's compute time. The answer
+counts if it is back by t + deadline; otherwise the local answer is used (the bytes were spent, the link stayed
+busy). Each completed upload yields a throughput measurement (bytes / upload time) that the device sees once it
+completed. The step itself is compiled (``envs.kernel``); this module derives its constants once from the profile,
+traces and ``EnvConfig`` (gymnax-style: ``Tables`` are the params, ``EnvState`` the state) and raises the errors.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bandwidth_traces import Trace, TraceBank, split as split_traces
+from bandwidth_traces import Trace, split as split_traces
 from perception import FrameProfile
 
+from . import kernel
 from .config import EnvConfig
-from .features import ObservationSpec, build_observation, confidence_features
+from .features import ObservationSpec, confidence_features, observation_constants
+
+DEFAULT_FPS = 30.0  # profiles written before meta["fps"] existed were rendered at 30 fps
 
 
 def select_traces(traces: Sequence[Trace], config: EnvConfig) -> list[Trace]:
@@ -38,211 +43,256 @@ def select_traces(traces: Sequence[Trace], config: EnvConfig) -> list[Trace]:
 
 
 def select_profile(profile: FrameProfile, config: EnvConfig) -> FrameProfile:
-    """The clips an env with ``config`` replays (by-clip split; calibration clips stay on the train side)."""
+    """The scenes an env with ``config`` replays (by-scene split; calibration scenes stay on the train side)."""
     if config.profile_split == "all":
         return profile
     train, test = profile.split(config.test_fraction, config.split_seed)
     return train if config.profile_split == "train" else test
 
 
+def profile_fps(profile: FrameProfile, config: EnvConfig) -> float:
+    """The frame rate episodes play at: the profile's (``meta["fps"]``, 30 when absent); ``config.fps`` must agree."""
+    rendered = float(profile.meta.get("fps", DEFAULT_FPS))
+    if config.fps is not None and config.fps != rendered:
+        raise ValueError(f"EnvConfig.fps={config.fps} differs from the profile's fps={rendered}: playing frames at "
+                         f"another rate than they were rendered at would fake the scenes' durations "
+                         f"(leave fps=None to use the profile's)")
+    return rendered
+
+
+def scene_table(clip: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(first frame, length) of each scene: the runs of equal ``clip`` ids (the profile stores scenes contiguously)."""
+    clip = np.asarray(clip)
+    if clip.size == 0:
+        raise ValueError("the profile has no frames")
+    start = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
+    return start.astype(np.int64), np.diff(np.r_[start, clip.size]).astype(np.int64)
+
+
+def _latencies_s(profile: FrameProfile, config: EnvConfig) -> tuple[NDArray, NDArray, float]:
+    """Round trip and compute seconds per remote action (R resolutions, teacher), and the student's seconds."""
+    lat = profile.meta.get("latency_ms", {})
+    res = profile.resolutions
+    teacher_key = next((k for k in lat if k.startswith("teacher@")), None)
+    compute_ms = [lat.get(f"server@{x}", 0.0) for x in res] + [lat.get(teacher_key, 0.0) if teacher_key else 0.0]
+    compute_s = np.array(compute_ms) * config.compute_scale / 1000.0
+    rtt_s = np.array([config.edge_rtt_ms] * len(res) + [config.cloud_rtt_ms]) / 1000.0
+    student_key = next((k for k in lat if k.startswith("student_int8@")), None)
+    student_ms = (config.student_ms if config.student_ms is not None
+                  else lat.get(student_key, 0.0) if student_key else 0.0)
+    return rtt_s, compute_s, student_ms / 1000.0
+
+
+def _pack_traces(traces: Sequence[Trace]) -> dict[str, NDArray]:
+    """The traces concatenated for the kernel (each keeps its own segments; cumulative bits get a closing entry)."""
+    sizes = np.array([t.times_s.size for t in traces], np.int64)
+    return {"trace_segments": np.stack([np.concatenate([t.times_s for t in traces]),
+                                        np.concatenate([t.mbps for t in traces])], 1),
+            "trace_cum_bits": np.concatenate([np.append(t.cumulative_bits(t.times_s), t.total_bits) for t in traces]),
+            "trace_index": np.stack([np.r_[0, np.cumsum(sizes)[:-1]], sizes], 1).astype(np.int64),
+            "trace_period": np.stack([[t.duration_s for t in traces], [t.total_bits for t in traces]], 1)}
+
+
 class OffloadDynamics:
-    """State and step of B independent devices, vectorised over B with NumPy."""
+    """State and compiled step of B independent devices; the three env classes are thin protocols over it."""
 
     def __init__(self, num_envs: int, profile: FrameProfile, traces: Sequence[Trace], config: EnvConfig):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.config = config
-        self.num_envs = b = num_envs
+        self.num_envs = b = int(num_envs)
+        if profile.embedding is None or profile.distilled is None:
+            raise ValueError("the frame profile has no embedding or distilled predictions (profile format 1): the "
+                             "observation needs both; rebuild it with `python train_agent.py profile -o PATH`")
         prof = select_profile(profile, config)
         self.traces = select_traces(traces, config)
-        self.bank = TraceBank(self.traces)
-
-        clips, starts, counts = np.unique(prof.clip, return_index=True, return_counts=True)
-        if len(set(counts.tolist())) != 1:
-            raise ValueError(f"profile clips must all have the same number of frames, got {sorted(set(counts))}")
-        self.frames_per_clip = int(counts[0])
-        self.clip_start = starts.astype(np.int64)
-        self.n_clips_episode = -(-(config.episode_frames + 1) // self.frames_per_clip)
-
-        lat = prof.meta.get("latency_ms", {})
-        res = prof.resolutions
-        r = len(res)
-        self.n_remote = r + 1
-        self.conf_features = confidence_features(prof.student_topk_prob)  # depends on the frame only
-        self.student_correct = prof.student_correct
-        self.remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
-        self.remote_kb = self.remote_bytes / 1000.0
-        self.remote_correct = np.concatenate([prof.server_correct, prof.teacher_correct[:, None]], 1)
-        teacher_key = next((k for k in lat if k.startswith("teacher@")), None)
-        compute_ms = [lat.get(f"server@{x}", 0.0) for x in res] + [lat.get(teacher_key, 0.0) if teacher_key else 0.0]
-        self.compute_s = np.array(compute_ms) * config.compute_scale / 1000.0
-        self.rtt_s = np.array([config.edge_rtt_ms] * r + [config.cloud_rtt_ms]) / 1000.0
-        student_key = next((k for k in lat if k.startswith("student_int8@")), None)
-        self.student_s = (config.student_ms if config.student_ms is not None
-                          else lat.get(student_key, 0.0) if student_key else 0.0) / 1000.0
-        self.spec = ObservationSpec(
-            top_k=prof.top_k, history=config.history, resolutions=res, deadline_s=config.deadline_s,
-            remote_rtt_s=tuple(self.rtt_s.tolist()), remote_compute_s=tuple(self.compute_s.tolist()),
-            max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
         self.profile = prof
+        self.fps = profile_fps(profile, config)
+        self.scene_start, self.scene_len = scene_table(prof.clip)
 
-        p = config.history + config.max_queue  # ring of uploads: all in flight plus the H newest completed
-        self._ring = p
-        self.row = np.zeros(b, np.int64)
-        self.t0 = np.zeros(b)
-        self.n = np.zeros(b, np.int64)
-        self.sched = np.zeros((b, self.n_clips_episode), np.int64)
-        self.link_free = np.zeros(b)
-        self.fin = np.full((b, p), -np.inf)
-        self.thr = np.zeros((b, p))
-        self.issued = np.zeros(b, np.int64)
-        self.ema = np.zeros(b)
-        self.last_action = np.zeros(b, np.int64)
-        self._arange = np.arange(b)
-        self._hist = np.arange(config.history)
+        rtt_s, compute_s, student_s = _latencies_s(prof, config)
+        self.spec = ObservationSpec(
+            top_k=prof.top_k, history=config.history, resolutions=prof.resolutions, deadline_s=config.deadline_s,
+            remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
+            max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
+        self.student_s = student_s
+        n_actions = self.spec.n_actions
+        n_remote = len(prof.resolutions) + 1
+        self.columns = kernel.Tables.frame_columns(prof.top_k + 2, n_remote, prof.top_k)
+        params = np.zeros(1, kernel.PARAMS)
+        values = {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s, "deadline_ms": config.deadline_ms,
+                  "student_s": student_s, "byte_cost": config.byte_cost, "rate_ema": config.rate_ema,
+                  "max_queue": config.max_queue, "episode_frames": config.episode_frames,
+                  "n_conf": prof.top_k + 2, "top_k": prof.top_k, "n_actions": n_actions,
+                  **{f"col_{g}": self.columns[c].start for g, c in (
+                      ("kb", "remote_kb"), ("bytes", "bytes"), ("correct", "correct"), ("label", "label"),
+                      ("pred", "remote_pred"), ("conf", "remote_conf"), ("topk", "topk_class"), ("dist", "dist"))},
+                  "local_baseline": config.reward_baseline == "local", "oracle_bandwidth": config.oracle_bandwidth}
+        assert set(values) == set(kernel.PARAMS.names), "every PARAMS field is derived here"
+        for name, value in values.items():
+            params[name] = value
+        remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
+        frames = np.zeros((prof.n_frames, self.columns["dist"].stop))
+        for group, values_ in (
+                ("conf", confidence_features(prof.student_topk_prob)), ("remote_kb", remote_bytes / 1000.0),
+                ("bytes", remote_bytes),
+                ("correct", np.c_[prof.student_correct, prof.server_correct, prof.teacher_correct]),
+                ("label", prof.label[:, None]), ("remote_pred", np.c_[prof.server_pred, prof.teacher_pred]),
+                ("remote_conf", np.c_[prof.server_conf, prof.teacher_conf]), ("topk_class", prof.student_topk_class),
+                ("dist", prof.distilled)):
+            frames[:, self.columns[group]] = values_
+        emb = prof.embedding.astype(np.float64)
+        embedding = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        self.tables = kernel.Tables(
+            params=params, frames=frames, embedding=embedding, remote_times=np.stack([rtt_s, compute_s]),
+            obs_consts=observation_constants(self.spec)[1], scenes=np.stack([self.scene_start, self.scene_len], 1),
+            **_pack_traces(self.traces))
+        self._kernel_tables = tuple(self.tables)
+        # ring of uploads: all in flight plus the H newest completed; pieces: at worst one frame each
+        self.state = kernel.EnvState.zeros(b, config.history + config.max_queue, config.episode_frames + 1)
+        self._kernel_state = tuple(self.state)
+        self.buffers = kernel.Buffers.zeros(b, self.spec.dim, config.history)
+        self._kernel_buffers = tuple(self.buffers)
+        self.seed_rows(np.arange(b), [None] * b)
 
     @property
     def n_actions(self) -> int:
-        return self.n_remote + 1
+        return self.spec.n_actions
 
-    # ---- episode start -------------------------------------------------------------------------------------
-    def reset_rows(self, rows: Sequence[int], rngs: Sequence[np.random.Generator]) -> None:
-        """Start new episodes in ``rows``, each drawing trace, start offset and clips from its own generator."""
-        for i, rng in zip(rows, rngs):
-            row = int(rng.integers(len(self.traces)))
-            self.row[i] = row
-            self.t0[i] = rng.uniform(0.0, self.bank.duration_s[row])
-            self.sched[i] = rng.integers(len(self.clip_start), size=self.n_clips_episode)
-        rows = np.asarray(rows, np.int64)
-        self.n[rows] = 0
-        self.link_free[rows] = self.t0[rows]
-        self.fin[rows] = -np.inf
-        self.thr[rows] = 0.0
-        self.issued[rows] = 0
-        self.ema[rows] = 0.0
-        self.last_action[rows] = 0
+    # ---- episodes --------------------------------------------------------------------------------------------
+    def seed_rows(self, rows: Sequence[int], seeds: Sequence[int | np.random.Generator | None]) -> None:
+        """Give each device in ``rows`` its random stream: from an int seed, a NumPy generator, or fresh entropy.
 
-    def set_episode(self, i: int, trace: int | None = None, start_s: float | None = None,
-                    clips: Sequence[int] | None = None) -> None:
-        """Pin parts of row i's freshly reset episode: trace row, start offset (s) and/or clip sequence."""
-        if trace is not None:
-            if not 0 <= trace < len(self.traces):
-                raise ValueError(f"episode trace index {trace} out of range [0, {len(self.traces)})")
-            self.row[i] = trace
-        if start_s is not None:
-            self.t0[i] = float(start_s)
-        if clips is not None:
-            c = np.asarray(clips, np.int64)
-            if c.ndim != 1 or c.size == 0 or (c < 0).any() or (c >= len(self.clip_start)).any():
-                raise ValueError(f"episode clips must be indices in [0, {len(self.clip_start)}), got {clips!r}")
-            self.sched[i] = np.resize(c, self.n_clips_episode)
-        self.link_free[i] = self.t0[i]
-
-    # ---- the current frame and what the device knows -----------------------------------------------------
-    def _frame(self) -> NDArray[np.int64]:
-        k = self.frames_per_clip
-        return self.clip_start[self.sched[self._arange, self.n // k]] + self.n % k
-
-    def _times(self) -> tuple[NDArray, NDArray]:
-        t = self.t0 + self.n * self.config.frame_s
-        return t, t + self.student_s
-
-    def _pending(self, td: NDArray) -> NDArray[np.int64]:
-        return (self.fin > td[:, None]).sum(1)
-
-    def device_signals(self) -> dict[str, NDArray]:
-        """What each device knows at its current decision time, as raw signals (``build_observation``'s inputs).
-
-        Includes ``frame`` (profile index) and ``true_mbps`` (only with ``oracle_bandwidth``, else None).
+        A device's stream is keyed by one draw of ``numpy.random.default_rng(seed)`` (Gymnasium's ``np_random``),
+        so a sub-env seeded with s replays what ``OffloadEnv.reset(seed=s)`` gives.
         """
-        f = self._frame()
-        _, td = self._times()
-        pending = self._pending(td)
-        newest = self.issued - pending - 1  # index of the newest completed upload (FIFO: completions in order)
-        idx = newest[:, None] - self._hist[None, :]
-        valid = idx >= 0
-        slot = np.where(valid, idx, 0) % self._ring
-        last_done = np.where(newest >= 0, self.fin[self._arange, np.maximum(newest, 0) % self._ring], self.t0)
-        return {"frame": f, "topk_prob": self.profile.student_topk_prob[f], "remote_kb": self.remote_kb[f],
-                "meas_mbps": self.thr[self._arange[:, None], slot], "n_meas": valid.sum(1),
-                "backlog_s": np.maximum(self.link_free - td, 0.0), "pending": pending,
-                "since_meas_s": td - last_done, "offload_rate": self.ema, "last_action": self.last_action,
-                "true_mbps": self.bank.mbps_at(self.row, td) if self.config.oracle_bandwidth else None}
+        for i, seed in zip(rows, seeds):
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            self.state.device["rng"][i] = np.uint64(rng.integers(0, 2 ** 63))
 
+    def reset_rows(self, rows: Sequence[int] | NDArray) -> None:
+        """Start new episodes in ``rows``, each drawn from the device's own stream (trace, start, scene pieces)."""
+        kernel.draw_episodes(self._kernel_state, self._kernel_tables, np.asarray(rows, np.int64))
+
+    def pin_episode(self, row: int, trace: int | None = None, start_s: float | None = None,
+                    pieces: Sequence[Sequence[int]] | None = None, scenes: Sequence[int] | None = None) -> None:
+        """Restart device ``row``'s episode with parts pinned: trace index, start offset (s), and scene pieces
+        ((scene, first frame, length) triples) or whole ``scenes``; pieces repeat if they cover too few frames."""
+        device = self.state.device
+        if trace is not None:
+            if not 0 <= int(trace) < len(self.traces):
+                raise ValueError(f"episode trace index {trace} out of range [0, {len(self.traces)})")
+            device["trace"][row] = int(trace)
+        if start_s is not None:
+            if not np.isfinite(start_s):
+                raise ValueError(f"episode start_s must be finite, got {start_s!r}")
+            device["start_s"][row] = float(start_s)
+        if scenes is not None:
+            if pieces is not None:
+                raise ValueError("pin either pieces or scenes, not both")
+            s = np.asarray(scenes, np.int64).reshape(-1)
+            if s.size == 0 or (s < 0).any() or (s >= len(self.scene_len)).any():
+                raise ValueError(f"episode scenes must be indices in [0, {len(self.scene_len)}), got {scenes!r}")
+            pieces = np.stack([s, np.zeros_like(s), self.scene_len[s]], 1)
+        if pieces is not None:
+            self._write_pieces(row, np.asarray(pieces, np.int64))
+        kernel.begin_episodes(self._kernel_state, np.array([row], np.int64))
+
+    def _write_pieces(self, row: int, p: NDArray[np.int64]) -> None:
+        n_scenes = len(self.scene_len)
+        if p.ndim != 2 or p.shape[1] != 3 or len(p) == 0:
+            raise ValueError(f"episode pieces must be (scene, first frame, length) triples, got shape {p.shape}")
+        scene, first, length = p.T
+        ok = (scene >= 0) & (scene < n_scenes)
+        ok &= (first >= 0) & (length >= 1) & (first + length <= self.scene_len[np.where(ok, scene, 0)])
+        if not ok.all():
+            raise ValueError(f"episode piece {p[~ok][0].tolist()} is not within its scene "
+                             f"({n_scenes} scenes; a piece is (scene, first frame, length))")
+        need = self.config.episode_frames + 1
+        keep = int(np.searchsorted(np.cumsum(length), need)) + 1  # the pieces that cover the episode
+        p = p[:keep]
+        self.state.pieces[row, :len(p)] = p
+        self.state.device["n_pieces"][row] = len(p)
+
+    def episode(self, row: int) -> dict[str, Any]:
+        """Device ``row``'s current episode as ``pin_episode`` takes it: trace, start_s, pieces [n, 3]."""
+        d = self.state.device[row]
+        return {"trace": int(d["trace"]), "start_s": float(d["start_s"]),
+                "pieces": self.state.pieces[row, :int(d["n_pieces"])].copy()}
+
+    # ---- stepping ---------------------------------------------------------------------------------------------
     def observe(self) -> NDArray[np.float32]:
-        """Observations of all B devices at their current frame's decision time."""
-        sig = self.device_signals()
-        return build_observation(
-            self.spec, None, sig["remote_kb"], sig["meas_mbps"], sig["n_meas"], sig["backlog_s"], sig["pending"],
-            sig["since_meas_s"], sig["offload_rate"], sig["last_action"], sig["true_mbps"],
-            conf_features=self.conf_features[sig["frame"]])
+        """All devices' observations at their current decision time (a buffer the next call overwrites)."""
+        kernel.observe(self._kernel_state, self._kernel_tables, self._kernel_buffers, 0, self.num_envs)
+        return self.buffers.obs
 
-    # ---- one frame -----------------------------------------------------------------------------------------
-    def _remote(self, f: NDArray, t: NDArray, td: NDArray, ri: NDArray, send: NDArray) -> tuple[NDArray, ...]:
-        """Bytes, upload time, upload finish, answer time and on-time flag of sending remote action ``ri``."""
-        nbytes = np.where(send, self.remote_bytes[f, ri], 0.0)
-        start = np.maximum(td, self.link_free)
-        upload = self.bank.transfer_time(self.row, start, nbytes)
-        finish = start + upload
-        answer = finish + self.rtt_s[ri] + self.compute_s[ri]
-        on_time = send & (answer <= t + self.config.deadline_s + 1e-12)
-        return nbytes, upload, finish, answer, on_time
+    def step(self, actions: NDArray[np.int64], autoreset: int = kernel.NO_AUTORESET) -> kernel.Buffers:
+        """One frame for every device (``actions``: int64 [B]); the returned buffers are overwritten next step:
+        ``obs`` and ``out`` (``kernel.STEP`` records: reward, flags, info), ``final_obs`` with SAME_STEP.
 
+        Raises a ValueError for an invalid action and a RuntimeError for a device that needs ``reset`` first.
+        """
+        code, row = kernel.step(self._kernel_state, self._kernel_tables, self._kernel_buffers, actions, autoreset)
+        if code != kernel.OK:
+            self.raise_step_error(code, row, actions)
+        return self.buffers
+
+    def step_args(self, actions: NDArray[np.int64], autoreset: int) -> tuple:
+        """``kernel.step``'s arguments for a fixed actions buffer: the single env's hot path calls the kernel with
+        them directly (saving a Python call per step) and hands a non-OK result to ``raise_step_error``."""
+        return self._kernel_state, self._kernel_tables, self._kernel_buffers, actions, autoreset
+
+    def raise_step_error(self, code: int, row: int, actions: NDArray) -> None:
+        """The exception for ``kernel.step``'s return code (nothing changed in the kernel)."""
+        where = f" (env {row})" if self.num_envs > 1 else ""
+        if code == kernel.BAD_ACTION:
+            raise ValueError(f"invalid action {actions[row].item()!r}{where}: expected an integer in [0, {self.n_actions}) "
+                             f"meaning {self.spec.action_names}")
+        if code == kernel.NOT_RESET:
+            raise RuntimeError(f"step() called before reset(){where}: call reset() to start an episode")
+        raise RuntimeError(f"the episode is over{where} (truncated after {self.config.episode_frames} frames): "
+                           f"call reset() before stepping again")
+
+    def as_actions(self, actions: Any) -> NDArray[np.int64]:
+        """``actions`` as the kernel's int64 [B]; integral floats are accepted, anything else is a clear error."""
+        a = np.asarray(actions)
+        if a.size == self.num_envs:
+            a = a.reshape(self.num_envs)  # SB3 passes [B, 1] for Discrete
+        integral = np.issubdtype(a.dtype, np.integer) or (np.issubdtype(a.dtype, np.floating)
+                                                          and bool(np.all(a == np.round(a))))
+        if a.shape != (self.num_envs,) or not integral:
+            raise ValueError(f"actions must be {self.num_envs} integers in [0, {self.n_actions}), got {actions!r}")
+        return a.astype(np.int64, copy=False)
+
+    # ---- what the device and the oracle know --------------------------------------------------------------------
     def preview(self) -> dict[str, NDArray]:
         """Hindsight: what each remote action would yield for the current frames, without changing any state.
 
         Returns ``on_time`` and ``correct`` [B, R + 1] (correct = the remote answer is right), ``bytes`` [B, R + 1],
-        ``student_correct`` [B] and ``can_send`` [B] (send buffer not full). Only the hindsight oracle uses it.
+        ``student_correct`` [B], ``can_send`` [B] (send buffer not full), ``reuse_correct`` [B] (a cached answer is
+        held and it is this frame's label) and ``pending`` [B] (uploads in flight). Only the hindsight oracle uses it.
         """
-        f = self._frame()
-        t, td = self._times()
-        can_send = self._pending(td) < self.config.max_queue
-        on_time = np.zeros((self.num_envs, self.n_remote), bool)
-        for j in range(self.n_remote):  # R + 1 small batched evaluations
-            on_time[:, j] = self._remote(f, t, td, np.full(self.num_envs, j), can_send)[4]
-        return {"on_time": on_time, "correct": self.remote_correct[f], "bytes": self.remote_bytes[f],
-                "student_correct": self.student_correct[f], "can_send": can_send}
+        b = self.num_envs
+        on_time = np.zeros((b, self.spec.n_actions - 2), bool)
+        can_send = np.zeros(b, bool)
+        reuse_correct = np.zeros(b, bool)
+        pending = np.zeros(b, np.int64)
+        kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send, reuse_correct, pending)
+        f = self.device_signals()["frame"]
+        correct = self.tables.frames[f, self.columns["correct"]] > 0
+        return {"on_time": on_time, "correct": correct[:, 1:], "bytes": self.tables.frames[f, self.columns["bytes"]],
+                "student_correct": correct[:, 0], "can_send": can_send, "reuse_correct": reuse_correct,
+                "pending": pending}
 
+    def device_signals(self) -> dict[str, NDArray]:
+        """What each device knows at its current decision time, as ``envs.features.build_observation``'s inputs.
 
-    def step(self, actions: NDArray) -> tuple[NDArray, NDArray, NDArray, dict[str, NDArray]]:
-        """Apply one action per device; returns (reward, terminated, truncated, info arrays)."""
-        a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            if a.shape == (self.num_envs,) and np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)):
-                a = a.astype(np.int64)
-            else:
-                raise ValueError(f"actions must be {self.num_envs} integers in [0, {self.n_actions}), got {actions!r}")
-        bad = (a < 0) | (a >= self.n_actions)
-        if bad.any():
-            raise ValueError(f"invalid action(s) {a[bad].tolist()}: expected integers in [0, {self.n_actions}) "
-                             f"meaning {self.spec.action_names}")
-        cfg = self.config
-        f = self._frame()
-        t, td = self._times()
-        remote = a > 0
-        ri = np.maximum(a - 1, 0)
-        refused = remote & (self._pending(td) >= cfg.max_queue)
-        send = remote & ~refused
-        nbytes, upload, finish, answer, on_time = self._remote(f, t, td, ri, send)
-        correct = np.where(on_time, self.remote_correct[f, ri], self.student_correct[f])
-
-        rows = np.flatnonzero(send)
-        if rows.size:
-            slot = self.issued[rows] % self._ring
-            self.fin[rows, slot] = finish[rows]
-            self.thr[rows, slot] = nbytes[rows] * 8e-6 / np.maximum(upload[rows], 1e-9)
-            self.issued[rows] += 1
-            self.link_free[rows] = finish[rows]
-        self.ema += cfg.rate_ema * (send - self.ema)
-        self.last_action = a.astype(np.int64)
-        self.n += 1
-
-        reward = correct - cfg.byte_cost * nbytes / 1e6
-        if cfg.reward_baseline == "local":
-            reward = reward - self.student_correct[f]
-        latency_ms = np.where(on_time, (answer - t) * 1000.0, np.where(send, cfg.deadline_ms, self.student_s * 1000.0))
-        info = {"correct": correct, "used_remote": on_time, "late": send & ~on_time, "refused": refused,
-                "latency_ms": latency_ms, "bytes": nbytes, "true_mbps": self.bank.mbps_at(self.row, td),
-                "action": a, "trace": self.row.copy(), "frame": f}
-        truncated = self.n >= cfg.episode_frames
-        return reward.astype(np.float64), np.zeros(self.num_envs, bool), truncated, info
+        ``topk_prob`` [B, k], ``remote_kb`` [B, R + 1], ``dist`` [B, R + 2], ``meas_mbps`` [B, H], ``signals`` [B]
+        ``SIGNALS``, plus ``frame`` (profile index). Copies, so they stay valid after the next step.
+        """
+        self.observe()
+        f = self.buffers.frame.copy()
+        return {"frame": f, "topk_prob": self.profile.student_topk_prob[f],
+                "remote_kb": self.tables.frames[f, self.columns["remote_kb"]],
+                "dist": self.tables.frames[f, self.columns["dist"]],
+                "meas_mbps": self.buffers.meas_mbps.copy(), "signals": self.buffers.signals.copy()}

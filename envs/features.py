@@ -3,7 +3,8 @@
 This module is the single definition of the observation, used by the environment and by the device runtime that
 runs an exported policy; it imports only NumPy so it can ship to a device as is.
 
-Fields, in order (k = student top-k, H = history length, R = offload resolutions, A = R + 2 actions):
+Fields, in order (k = student top-k, H = history length, R = offload resolutions, A = R + 3 actions: local,
+offload at each resolution, teacher, reuse):
 
 | field              | count | meaning                                                                         | range    |
 |--------------------|-------|---------------------------------------------------------------------------------|----------|
@@ -20,11 +21,25 @@ Fields, in order (k = student top-k, H = history length, R = offload resolutions
 | last_action_{a}    | A     | one-hot of the previous action                                                  | {0, 1}   |
 | size_{a}_kb        | R + 1 | JPEG size of this frame for each remote action (R resolutions, teacher), kB/32  | [0, 10]  |
 | slack_{a}          | R + 1 | predicted (deadline - expected answer time) / deadline, at the estimate         | [-5, 1]  |
+| dist_local         | 1     | distilled P(the student's answer is right) for this frame                       | [0, 1]   |
+| dist_{a}           | R + 1 | distilled P(remote action a's answer is right) for this frame                   | [0, 1]   |
+| cache_held         | 1     | 1 if the device holds a remote answer (its answer cache)                        | {0, 1}   |
+| cache_age          | 1     | seconds since the cached answer's frame was captured, /10                       | [0, 1]   |
+| cache_src_{a}      | R + 1 | one-hot of the remote action that produced the cached answer                    | {0, 1}   |
+| cache_conf         | 1     | the remote model's confidence in the cached answer                              | [0, 1]   |
+| cache_agrees       | 1     | 1 if the student's top-1 is the cached class                                    | {0, 1}   |
+| student_p_cached   | 1     | the student's calibrated probability of the cached class (0 outside its top-k)  | [0, 1]   |
+| cos_prev           | 1     | embedding cosine of this frame to the previous frame (0 at an episode's start)  | [-1, 1]  |
+| cos_cache          | 1     | embedding cosine of this frame to the cached answer's frame (0 when none)       | [-1, 1]  |
 | oracle_log_mbps    | 0 / 1 | only with oracle_bandwidth: log10 of the true current throughput, /2            | [-1, 1]  |
+
+Every field is something the device knows at decision time: its own student outputs (probabilities, embedding,
+the distilled head's estimates), its uploads and the remote answers that have come back. No label, no future.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +48,7 @@ from numpy.typing import NDArray
 LOG_MBPS_FLOOR = 0.01  # 10 kbit/s: log features bottom out here (outages)
 KB_SCALE = 32.0
 SINCE_SCALE_S = 10.0
+CACHE_AGE_SCALE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,20 +67,28 @@ class ObservationSpec:
 
     @property
     def n_actions(self) -> int:
-        return len(self.resolutions) + 2
+        return len(self.resolutions) + 3
+
+    @property
+    def remote_names(self) -> list[str]:
+        """The actions that send the frame: offload at each resolution, then the teacher."""
+        return [*[f"offload@{r}" for r in self.resolutions], "teacher"]
 
     @property
     def action_names(self) -> list[str]:
-        return ["local", *[f"offload@{r}" for r in self.resolutions], "teacher"]
+        return ["local", *self.remote_names, "reuse"]
 
     @property
     def field_names(self) -> list[str]:
-        remote = self.action_names[1:]
+        remote = self.remote_names
         names = [f"top{i + 1}_prob" for i in range(self.top_k)] + ["margin", "entropy"]
         names += [f"meas{j + 1}_log_mbps" for j in range(self.history)]
         names += ["meas_count", "est_log_mbps", "backlog", "pending", "since_meas", "offload_rate"]
         names += [f"last_action_{a}" for a in self.action_names]
         names += [f"size_{a}_kb" for a in remote] + [f"slack_{a}" for a in remote]
+        names += ["dist_local"] + [f"dist_{a}" for a in remote]
+        names += ["cache_held", "cache_age"] + [f"cache_src_{a}" for a in remote]
+        names += ["cache_conf", "cache_agrees", "student_p_cached", "cos_prev", "cos_cache"]
         return names + (["oracle_log_mbps"] if self.oracle_bandwidth else [])
 
     @property
@@ -86,6 +110,8 @@ class ObservationSpec:
                 a, b = 0, 10
             elif name.startswith("slack_"):
                 a, b = -5, 1
+            elif name.startswith("cos_"):
+                a, b = -1, 1
             else:  # probabilities and one-hots
                 a, b = 0, 1
             lo.append(a)
@@ -93,21 +119,118 @@ class ObservationSpec:
         return np.array(lo, np.float32), np.array(hi, np.float32)
 
 
-def _log_feature(mbps: NDArray) -> NDArray:
-    return np.clip(np.log10(np.maximum(mbps, LOG_MBPS_FLOOR)) / 2.0, -1.0, 1.0)
+# Scalar device signals, one record per device: ``build_observation``'s named inputs besides the per-frame tables
+# and the measurement history. Adding an observation input that is one number per device is one line here.
+SIGNALS = np.dtype([
+    ("n_meas", np.int64),          # valid entries of the measurement history (0..H)
+    ("backlog_s", np.float64),     # seconds until the uplink is free
+    ("pending", np.int64),         # uploads in flight
+    ("since_meas_s", np.float64),  # seconds since the last completed upload (or the episode start)
+    ("offload_rate", np.float64),  # EMA of "this frame was offloaded"
+    ("last_action", np.int64),     # previous action (0 at episode start)
+    ("true_mbps", np.float64),     # the trace's true throughput (read only with oracle_bandwidth)
+    ("cache_held", np.int64),      # 1 if a remote answer is cached
+    ("cache_age_s", np.float64),   # seconds since the cached answer's frame was captured
+    ("cache_src", np.int64),       # remote action index (0..R) that produced it (-1: none)
+    ("cache_conf", np.float64),    # that model's confidence in its answer
+    ("cache_agrees", np.int64),    # 1 if the student's top-1 is the cached class
+    ("student_p_cached", np.float64),  # the student's calibrated probability of the cached class (0 outside top-k)
+    ("cos_prev", np.float64),      # embedding cosine to the previous frame (0 at an episode's start)
+    ("cos_cache", np.float64),     # embedding cosine to the cached answer's frame (0 when none)
+])
 
 
-def throughput_estimate(meas_mbps: NDArray, n_meas: NDArray, prior_mbps: float) -> NDArray[np.float64]:
-    """Harmonic mean of the valid measurements (newest first in ``meas_mbps``), or the prior when none."""
+def observation_constants(spec: ObservationSpec) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The spec's numbers as ``observation_into`` takes them: (remote_times [2, R + 1], consts [4]).
+
+    remote_times holds the round trip (row 0) and compute (row 1) seconds per remote action; consts is
+    (deadline_s, max_queue, prior_mbps, oracle).
+    """
+    remote_times = np.array([spec.remote_rtt_s, spec.remote_compute_s], np.float64)
+    consts = np.array([spec.deadline_s, spec.max_queue, spec.prior_mbps, float(spec.oracle_bandwidth)])
+    return remote_times, consts
+
+
+def observation_into(out: NDArray[np.float32], frame: NDArray[np.int64], conf: NDArray[np.float64],
+                     remote_kb: NDArray[np.float64], dist: NDArray[np.float64], meas_mbps: NDArray[np.float64],
+                     signals: NDArray, remote_times: NDArray[np.float64], consts: NDArray[np.float64]) -> None:
+    """THE observation: writes row i of ``out`` [B, D] for each device i, one scalar at a time.
+
+    Plain Python over NumPy arrays on purpose: the environment compiles this very function with Numba
+    (``envs/kernel.py``), the device runtime runs it uncompiled, so both use one source.
+
+    Args:
+        out: [B, D] float32, written in place (D = ``ObservationSpec.dim``).
+        frame: [B] row of ``conf`` and ``remote_kb`` that device i is looking at.
+        conf: [F, k + 2] ``confidence_features`` of the student's top-k probabilities.
+        remote_kb: [F, R + 1] JPEG size in kB for each remote action (R resolutions, teacher).
+        dist: [F, R + 2] distilled P(right) of the student, then of each remote action.
+        meas_mbps: [B, H] measured upload throughputs, newest first (entries past ``n_meas`` ignored).
+        signals: [B] ``SIGNALS`` records. remote_times, consts: from ``observation_constants``.
+    """
+    deadline_s, max_queue, prior_mbps, oracle = consts[0], consts[1], consts[2], consts[3]
+    n_conf = conf.shape[1]
     h = meas_mbps.shape[1]
-    valid = np.arange(h)[None, :] < np.asarray(n_meas)[:, None]
-    inv = np.where(valid, 1.0 / np.maximum(meas_mbps, 1e-6), 0.0).sum(1)
-    n = valid.sum(1)
-    return np.where(n > 0, n / np.maximum(inv, 1e-12), prior_mbps)
+    n_remote = remote_kb.shape[1]
+    n_actions = n_remote + 2  # local, remote actions, reuse
+    for i in range(out.shape[0]):
+        f = frame[i]
+        sig = signals[i]
+        c = 0
+        for j in range(n_conf):
+            out[i, c] = conf[f, j]
+            c += 1
+        n_meas = min(max(sig["n_meas"], 0), h)
+        inv = 0.0
+        for j in range(n_meas):
+            inv += 1.0 / max(meas_mbps[i, j], 1e-6)
+        est = n_meas / max(inv, 1e-12) if n_meas > 0 else prior_mbps  # harmonic mean, else the prior
+        log_est = min(max(math.log10(max(est, LOG_MBPS_FLOOR)) / 2.0, -1.0), 1.0)
+        for j in range(h):
+            out[i, c] = min(max(math.log10(max(meas_mbps[i, j], LOG_MBPS_FLOOR)) / 2.0, -1.0), 1.0) \
+                if j < n_meas else log_est
+            c += 1
+        out[i, c] = n_meas / h
+        out[i, c + 1] = log_est
+        out[i, c + 2] = min(max(sig["backlog_s"] / deadline_s, 0.0), 10.0)
+        out[i, c + 3] = min(max(sig["pending"] / max_queue, 0.0), 1.0)
+        out[i, c + 4] = min(max(sig["since_meas_s"] / SINCE_SCALE_S, 0.0), 1.0)
+        out[i, c + 5] = sig["offload_rate"]
+        c += 6
+        for a in range(n_actions):
+            out[i, c + a] = 1.0 if a == sig["last_action"] else 0.0
+        c += n_actions
+        for a in range(n_remote):
+            kb = remote_kb[f, a]
+            out[i, c + a] = min(max(kb / KB_SCALE, 0.0), 10.0)
+            expected = sig["backlog_s"] + kb * 8e-3 / est + remote_times[0, a] + remote_times[1, a]
+            out[i, c + n_remote + a] = min(max((deadline_s - expected) / deadline_s, -5.0), 1.0)
+        c += 2 * n_remote
+        for a in range(n_remote + 1):
+            out[i, c + a] = dist[f, a]
+        c += n_remote + 1
+        held = sig["cache_held"] > 0
+        out[i, c] = 1.0 if held else 0.0
+        out[i, c + 1] = min(max(sig["cache_age_s"] / CACHE_AGE_SCALE_S, 0.0), 1.0) if held else 0.0
+        c += 2
+        for a in range(n_remote):
+            out[i, c + a] = 1.0 if held and a == sig["cache_src"] else 0.0
+        c += n_remote
+        out[i, c] = sig["cache_conf"] if held else 0.0
+        out[i, c + 1] = 1.0 if held and sig["cache_agrees"] > 0 else 0.0
+        out[i, c + 2] = sig["student_p_cached"] if held else 0.0
+        out[i, c + 3] = min(max(sig["cos_prev"], -1.0), 1.0)
+        out[i, c + 4] = min(max(sig["cos_cache"], -1.0), 1.0) if held else 0.0
+        c += 5
+        if oracle > 0:
+            out[i, c] = min(max(math.log10(max(sig["true_mbps"], LOG_MBPS_FLOOR)) / 2.0, -1.0), 1.0)
 
 
 def confidence_features(topk_prob: NDArray) -> NDArray[np.float64]:
-    """[B, k + 2]: the top-k probabilities, the margin and the normalised entropy of (top-k, rest)."""
+    """[B, k + 2]: the top-k probabilities, the margin and the normalised entropy of (top-k, rest).
+
+    Depends on the frame only, so the environment computes it once per profile frame.
+    """
     p = np.asarray(topk_prob, np.float64)
     k = p.shape[1]
     rest = np.clip(1.0 - p.sum(1), 0.0, 1.0)
@@ -117,45 +240,25 @@ def confidence_features(topk_prob: NDArray) -> NDArray[np.float64]:
     return np.concatenate([p, margin[:, None], np.clip(ent, 0, 1)[:, None]], axis=1)
 
 
-def build_observation(spec: ObservationSpec, topk_prob: NDArray | None, remote_kb: NDArray, meas_mbps: NDArray,
-                      n_meas: NDArray, backlog_s: NDArray, pending: NDArray, since_meas_s: NDArray,
-                      offload_rate: NDArray, last_action: NDArray, true_mbps: NDArray | None = None,
-                      conf_features: NDArray | None = None) -> NDArray[np.float32]:
-    """Observations for a batch of B devices from their raw signals.
+def build_observation(spec: ObservationSpec, topk_prob: NDArray, remote_kb: NDArray, dist: NDArray,
+                      meas_mbps: NDArray, signals: NDArray) -> NDArray[np.float32]:
+    """Observations [B, D] of B devices from their raw signals (the device runtime's entry point).
 
     Args:
-        topk_prob: [B, k] calibrated top-k probabilities, descending (or None with ``conf_features``).
-        conf_features: [B, k + 2] ``confidence_features(topk_prob)`` when already computed (the env caches them).
+        topk_prob: [B, k] calibrated top-k probabilities, descending.
         remote_kb: [B, R + 1] this frame's JPEG size in kB for each remote action.
-        meas_mbps: [B, H] measured throughputs of completed uploads, newest first (entries past n_meas ignored).
-        n_meas: [B] how many measurements are valid (0..H).
-        backlog_s: [B] seconds until the uplink is free. pending: [B] uploads in flight.
-        since_meas_s: [B] seconds since the last completed upload. offload_rate: [B] EMA of offloading.
-        last_action: [B] previous action (0 at episode start). true_mbps: [B], only with oracle_bandwidth.
+        dist: [B, R + 2] the distilled head's P(right) for the student and each remote action on this frame.
+        meas_mbps: [B, H] measured throughputs of completed uploads, newest first.
+        signals: [B] ``SIGNALS`` records (``true_mbps`` is read only with ``spec.oracle_bandwidth``).
     """
-    conf = confidence_features(topk_prob) if conf_features is None else conf_features
-    b = conf.shape[0]
-    h = spec.history
-    n_meas = np.asarray(n_meas)
-    est = throughput_estimate(meas_mbps, n_meas, spec.prior_mbps)
-    valid = np.arange(h)[None, :] < n_meas[:, None]
-    meas = np.where(valid, meas_mbps, est[:, None])
-    remote_kb = np.asarray(remote_kb, np.float64)
-    backlog_s = np.asarray(backlog_s, np.float64)
-    expected = (backlog_s[:, None] + remote_kb * 8e-3 / est[:, None]
-                + np.asarray(spec.remote_rtt_s)[None, :] + np.asarray(spec.remote_compute_s)[None, :])
-    slack = np.clip((spec.deadline_s - expected) / spec.deadline_s, -5.0, 1.0)
-    onehot = np.zeros((b, spec.n_actions))
-    onehot[np.arange(b), np.asarray(last_action)] = 1.0
-    cols = [conf, _log_feature(meas),
-            (n_meas / h)[:, None], _log_feature(est)[:, None],
-            np.clip(backlog_s / spec.deadline_s, 0, 10)[:, None],
-            np.clip(np.asarray(pending) / spec.max_queue, 0, 1)[:, None],
-            np.clip(np.asarray(since_meas_s) / SINCE_SCALE_S, 0, 1)[:, None],
-            np.asarray(offload_rate, np.float64)[:, None], onehot,
-            np.clip(remote_kb / KB_SCALE, 0, 10), slack]
-    if spec.oracle_bandwidth:
-        if true_mbps is None:
-            raise ValueError("oracle_bandwidth observation needs true_mbps")
-        cols.append(_log_feature(np.asarray(true_mbps))[:, None])
-    return np.concatenate(cols, axis=1).astype(np.float32)
+    signals = np.asarray(signals)
+    if signals.dtype != SIGNALS:
+        raise TypeError(f"signals must be a record array of dtype envs.features.SIGNALS, got {signals.dtype}")
+    b = len(signals)
+    conf = confidence_features(topk_prob)
+    remote_kb = np.asarray(remote_kb, np.float64).reshape(b, len(spec.resolutions) + 1)
+    dist = np.asarray(dist, np.float64).reshape(b, len(spec.resolutions) + 2)
+    meas = np.asarray(meas_mbps, np.float64).reshape(b, spec.history)
+    out = np.empty((b, spec.dim), np.float32)
+    observation_into(out, np.arange(b), conf, remote_kb, dist, meas, signals, *observation_constants(spec))
+    return out

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from bandwidth_traces import Trace
 from perception import FrameProfile
 
 from .config import EnvConfig
+from . import kernel
 from .core import OffloadDynamics
 from .offload_env import _inputs, _spaces
 
@@ -33,31 +33,31 @@ class SB3OffloadVecEnv(VecEnv):
         super().__init__(num_envs, obs_space, act_space)
         self.action_names = self.core.spec.action_names
         self.observation_fields = self.core.spec.field_names
-        self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
+        self._rows = np.arange(num_envs)
         self._actions: np.ndarray | None = None
 
     def reset(self) -> np.ndarray:
-        self._rngs = [seeding.np_random(s)[0] if s is not None else rng for s, rng in zip(self._seeds, self._rngs)]
+        seeded = [i for i, s in enumerate(self._seeds) if s is not None]  # the others continue their streams
+        self.core.seed_rows(seeded, [self._seeds[i] for i in seeded])
         self._reset_seeds()
         self._reset_options()
-        self.core.reset_rows(range(self.num_envs), self._rngs)
-        return self.core.observe()
+        self.core.reset_rows(self._rows)
+        return self.core.observe().copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions).reshape(self.num_envs)
+        self._actions = self.core.as_actions(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
-        reward, terminated, truncated, info = self.core.step(self._actions)
-        obs = self.core.observe()
-        done = terminated | truncated
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async(actions)")
+        out = self.core.step(self._actions, kernel.SAME_STEP)
+        self._actions = None
+        done = out.out["terminated"] | out.out["truncated"]
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        rows = np.flatnonzero(done)
-        if rows.size:
-            for i in rows:
-                infos[i] = {"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(truncated[i])}
-            self.core.reset_rows(rows, [self._rngs[i] for i in rows])
-            obs = self.core.observe()
-        return obs, reward.astype(np.float32), done, infos
+        for i in np.flatnonzero(done):
+            infos[i] = {"terminal_observation": out.final_obs[i].copy(),
+                        "TimeLimit.truncated": bool(out.out["truncated"][i])}
+        return out.obs.copy(), out.out["reward"].astype(np.float32), done, infos
 
     def close(self) -> None:
         pass

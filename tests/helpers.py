@@ -9,26 +9,37 @@ from perception import FrameProfile
 
 
 def hand_profile(n_clips: int = 3, frames: int = 4, server_bytes: tuple[int, ...] = (50_000, 100_000),
-                 teacher_bytes: int = 250_000) -> FrameProfile:
+                 teacher_bytes: int = 250_000, scene_lengths: tuple[int, ...] | None = None,
+                 fps: float | None = 10.0) -> FrameProfile:
     """A profile in which the student is always wrong, the server right at every resolution, the teacher right.
 
     Server compute 10 ms at every resolution, teacher 20 ms, student 0 ms (EnvConfig.student_ms overrides).
+    ``n_clips`` scenes of ``frames`` frames each, or scenes of the given ``scene_lengths``; rendered at ``fps``
+    (``meta["fps"]``; None leaves it out, as in profiles written before it existed). Each scene's frames share
+    an embedding direction (one axis per scene, cosine 1 inside a scene, 0 across scenes); the distilled
+    estimates are 0.2 for the student, 0.9 for each resolution and 0.95 for the teacher.
     """
-    n = n_clips * frames
+    lengths = np.full(n_clips, frames) if scene_lengths is None else np.asarray(scene_lengths)
+    n = int(lengths.sum())
     r = len(server_bytes)
     res = [100 * (i + 1) for i in range(r)]
+    scene = np.repeat(np.arange(len(lengths)), lengths)
+    embedding = np.zeros((n, max(len(lengths), 2)), np.float16)
+    embedding[np.arange(n), scene] = 1.0
+    distilled = np.tile(np.r_[0.2, np.full(r, 0.9), 0.95], (n, 1)).astype(np.float32)
     p = np.zeros((n, 5), np.float32)
     p[:, 0] = np.linspace(0.3, 0.9, n)
     p[:, 1:] = (1 - p[:, :1]) / 5
     return FrameProfile(
-        label=np.zeros(n), clip=np.repeat(np.arange(n_clips), frames), calib=np.zeros(n, bool),
+        label=np.zeros(n), clip=np.repeat(np.arange(len(lengths)), lengths), calib=np.zeros(n, bool),
         student_topk_prob=p, student_topk_class=np.tile(np.arange(1, 6), (n, 1)), student_raw_conf=p[:, 0],
         student_correct=np.zeros(n, bool), student_fp32_correct=np.zeros(n, bool),
         server_bytes=np.tile(server_bytes, (n, 1)), server_pred=np.zeros((n, r)), server_conf=np.ones((n, r)),
         server_correct=np.ones((n, r), bool), teacher_bytes=np.full(n, teacher_bytes), teacher_pred=np.zeros(n),
-        teacher_conf=np.ones(n), teacher_correct=np.ones(n, bool),
+        teacher_conf=np.ones(n), teacher_correct=np.ones(n, bool), embedding=embedding, distilled=distilled,
         meta={"server_resolutions": res, "latency_ms": {**{f"server@{x}": 10.0 for x in res},
-                                                        "teacher@300": 20.0, "student_int8@96": 0.0}})
+                                                        "teacher@300": 20.0, "student_int8@96": 0.0},
+              **({} if fps is None else {"fps": fps})})
 
 
 def constant_trace(mbps: float = 8.0, duration: float = 100.0, name: str = "flat") -> Trace:

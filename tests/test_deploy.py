@@ -11,9 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from agents.baselines import RandomPolicy
 from agents.deploy import DeviceFeatures, OnnxPolicy
-from agents.evaluate import evaluate, rollout
+from agents.evaluate import evaluate, make_episodes
 from agents.export import export_sb3, torch_logits
 from agents.sb3_train import SB3Policy
 from envs import EnvConfig, OffloadVectorEnv, default_inputs
@@ -98,26 +97,42 @@ def test_bad_input_names_the_layout(trained) -> None:
         pol.act(bad)
 
 
-def test_device_features_reproduce_the_env_observation(trained) -> None:
+def test_device_features_reproduce_the_env_observation_on_10000_observations(trained) -> None:
     _, path, profile, traces, cfg = trained
-    env = OffloadVectorEnv(8, profile, traces, cfg)
-    rollout(RandomPolicy(env.core.n_actions, seed=2), env, _eps(env))
+    env = OffloadVectorEnv(100, profile, traces, cfg)
     spec = env.core.spec
     dev = DeviceFeatures(spec.top_k, spec.history, spec.resolutions, spec.deadline_s, spec.remote_rtt_s,
                          spec.remote_compute_s, spec.max_queue, spec.prior_mbps)
     assert dev.field_names == env.observation_fields == OnnxPolicy(path).observation_fields
-    sig = env.core.device_signals()
-    obs = dev(sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"], sig["n_meas"], sig["backlog_s"],
-              sig["pending"], sig["since_meas_s"], sig["offload_rate"], sig["last_action"])
-    assert np.allclose(obs, env.core.observe(), atol=1e-6)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=3)
+    checked = 0
+    for _ in range(100):  # through autoresets (episodes of 64 frames), offloads, queues and measurements
+        sig = env.core.device_signals()
+        signals = dev.signals(env.num_envs)
+        for name in signals.dtype.names:  # the device fills its own record from its own readings
+            signals[name] = sig["signals"][name]
+        device = dev(sig["topk_prob"], sig["remote_kb"], sig["dist"], sig["meas_mbps"], signals)
+        assert np.allclose(device, obs, rtol=0, atol=1e-6)
+        checked += len(obs)
+        obs, *_ = env.step(rng.integers(0, env.single_action_space.n, env.num_envs))
+    assert checked >= 10_000
 
 
-def _eps(env):
-    from agents.evaluate import Episodes
-
-    core = env.core
-    return Episodes(np.arange(8) % len(core.traces), np.full(8, 3.0),
-                    np.tile(np.arange(core.n_clips_episode), (8, 1)) % len(core.clip_start))
+def test_paired_episodes_pin_scene_pieces(trained) -> None:
+    _, _, profile, traces, cfg = trained
+    env = OffloadVectorEnv(8, profile, traces[:4], cfg.replace(trace_split="all"))
+    a = make_episodes(env, 2, seed=5)  # 4 traces x 2 repetitions
+    b = make_episodes(env, 2, seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(a.pieces, b.pieces))
+    assert not np.array_equal(a.pieces[0], a.pieces[1])
+    env.pin_episodes(a.trace, a.start_s, a.pieces)
+    frames = np.array([env.step(np.zeros(8, np.int64))[4]["frame"] for _ in range(cfg.episode_frames)])
+    for e in (0, 5):
+        p = a.pieces[e]
+        first = env.core.scene_start[p[:, 0]] + p[:, 1]
+        want = np.concatenate([np.arange(s, s + n) for s, n in zip(first, p[:, 2])])[:cfg.episode_frames]
+        assert np.array_equal(frames[:, e], want)
 
 
 def test_device_runtime_imports_neither_torch_nor_gymnasium(trained) -> None:

@@ -24,7 +24,7 @@ def hand_env(trace=None, **changes) -> OffloadEnv:
 
 def test_frame_that_makes_its_deadline() -> None:
     env = hand_env()
-    env.reset(seed=0, options={"start_s": 5.0, "clips": [0]})
+    env.reset(seed=0, options={"start_s": 5.0, "scenes": [0]})
     _, reward, _, _, info = env.step(1)  # 50 kB at 1 MB/s: 50 ms upload + 30 ms RTT + 10 ms compute
     assert info["used_remote"] and not info["late"] and reward == 1.0
     assert info["latency_ms"] == pytest.approx(90.0)
@@ -33,6 +33,37 @@ def test_frame_that_makes_its_deadline() -> None:
     fields = env.observation_fields
     assert obs[fields.index("meas1_log_mbps")] == pytest.approx(np.log10(8.0) / 2, abs=1e-6)
     assert obs[fields.index("meas_count")] == pytest.approx(1 / HAND.history)
+
+
+def test_reuse_returns_the_cached_answer_and_late_answers_fill_the_cache() -> None:
+    env = hand_env()
+    names, fields = env.action_names, env.observation_fields
+    reuse = names.index("reuse")
+    assert names == ["local", "offload@100", "offload@200", "teacher", "reuse"]
+    obs, _ = env.reset(seed=0, options={"start_s": 5.0, "scenes": [0, 1, 2]})
+    assert obs[fields.index("cache_held")] == 0 and obs[fields.index("cos_prev")] == 0  # episode start
+    _, reward, _, _, info = env.step(reuse)  # empty cache: reuse is the local answer (wrong here)
+    assert reward == 0.0 and not info["reused"] and info["bytes"] == 0.0
+    obs, reward, _, _, info = env.step(1)  # frame 1 offloaded at 100 px: back at 90 ms, right
+    assert reward == 1.0 and info["used_remote"]
+    # frame 2 (t = 0.2 s): the answer about frame 1 (captured at 0.1 s) is cached
+    assert obs[fields.index("cache_held")] == 1 and obs[fields.index("cache_src_offload@100")] == 1
+    assert obs[fields.index("cache_age")] == pytest.approx(0.1 / 10, abs=1e-6)
+    assert obs[fields.index("cos_cache")] == pytest.approx(1.0) and obs[fields.index("cos_prev")] == pytest.approx(1.0)
+    assert obs[fields.index("cache_conf")] == 1.0 and obs[fields.index("cache_agrees")] == 0  # student says 1
+    assert obs[fields.index("student_p_cached")] == 0.0  # class 0 is outside the student's top-5
+    assert obs[fields.index("dist_local")] == pytest.approx(0.2) and obs[fields.index("dist_teacher")] == pytest.approx(0.95)
+    _, reward, _, _, info = env.step(reuse)
+    assert reward == 1.0 and info["reused"] and info["bytes"] == 0.0 and info["latency_ms"] == 0.0
+
+    env.reset(seed=0, options={"start_s": 5.0, "scenes": [0, 1, 2]})
+    _, _, _, _, info = env.step(3)  # teacher: 250 kB, answer at 320 ms: late for frame 0, cached at 0.32 s
+    assert info["late"]
+    got = [env.step(reuse)[4]["reused"] for _ in range(3)]  # frames at 0.1, 0.2, 0.3 s: not back yet
+    obs, reward, _, _, info = env.step(reuse)  # frame 4 at 0.4 s (scene 1): the late answer serves it
+    assert got == [False, False, False] and info["reused"] and reward == 1.0
+    assert obs[fields.index("cos_cache")] == pytest.approx(0.0)  # frame 5 is in another scene than frame 0
+    assert obs[fields.index("cache_src_teacher")] == 1
 
 
 def test_frame_late_because_the_link_is_busy() -> None:
@@ -80,7 +111,7 @@ def test_same_seed_same_episode_and_invalid_action() -> None:
         assert np.array_equal(sa[0], sb[0]) and sa[1:4] == sb[1:4]
         if sa[3]:
             a.reset(), b.reset()
-    with pytest.raises(ValueError, match=r"invalid action 7.*\[0, 4\)"):
+    with pytest.raises(ValueError, match=r"invalid action 7.*\[0, 5\)"):
         a.step(7)
     with pytest.raises(ValueError, match="unknown reset options"):
         a.reset(options={"trace_id": 1})
@@ -176,8 +207,7 @@ def test_device_features_from_raw_signals_equal_env_observation() -> None:
     obs, _ = env.reset(seed=1)
     for a in [1, 2, 0, 3, 1, 1, 0]:
         sig = env.core.device_signals()
-        device = build_observation(env.core.spec, sig["topk_prob"], sig["remote_kb"], sig["meas_mbps"],
-                                   sig["n_meas"], sig["backlog_s"], sig["pending"], sig["since_meas_s"],
-                                   sig["offload_rate"], sig["last_action"])
+        device = build_observation(env.core.spec, sig["topk_prob"], sig["remote_kb"], sig["dist"],
+                                   sig["meas_mbps"], sig["signals"])
         assert np.allclose(device[0], obs, atol=1e-6)
         obs = env.step(a)[0]
