@@ -15,8 +15,20 @@ from typing import Sequence
 
 
 def all_policy_names(setup) -> list[str]:
-    """Every baseline for the profile's actions, plus random, CBO, cbo+teacher and the hindsight oracle."""
-    return [*setup.action_names(), "random", "cbo", "cbo+teacher", "oracle"]
+    """Every baseline for the profile's actions (reuse included), random, the tuned heuristics (cbo, cbo+teacher,
+    cbo-cond, cachenet) and the hindsight oracle."""
+    from agents.suite import HEURISTICS
+
+    return [*setup.action_names(), "random", *HEURISTICS, "oracle"]
+
+
+def _print_tuning(tuning: dict) -> None:
+    for name in ("cbo", "cbo+teacher", "cbo-cond", "cachenet"):
+        if name in tuning:
+            params = {k: v for k, v in tuning[name]["params"].items()
+                      if k not in ("name", "server_accuracy", "teacher_accuracy")}
+            took = f" in {tuning[name]['seconds']} s" if "seconds" in tuning[name] else ""
+            print(f"  {name} tuned on {tuning['tuned_on']}{took}: {params}")
 
 
 def _load_setup(args: argparse.Namespace):
@@ -100,8 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
           f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
     policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
-    print(f"CBO tuned on training traces x clips in {tuning['seconds']} s: tau={policies['cbo'].tau}, "
-          f"margin={policies['cbo'].margin}; cbo+teacher tau_teacher={policies['cbo+teacher'].tau_teacher}")
+    _print_tuning(tuning)
     print(f"training {args.algo.upper()} for {args.timesteps:,} steps -> {out}")
     result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained in {result.seconds:.0f} s; best validation accuracy "
@@ -110,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=not args.no_progress)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "train_seconds": round(result.seconds, 1), "timesteps": result.timesteps,
-             "cbo_tuning": tuning, "total_seconds": round(time.time() - t0, 1)}
+             "heuristic_tuning": tuning, "total_seconds": round(time.time() - t0, 1)}
     write_report(results, out, trace_means(setup.test_traces), setup.action_names(), extra)
     print()
     print((out / "report.md").read_text())

@@ -3,7 +3,8 @@
 ``cbo-cond`` (CBO with conditional accuracy): CBO scores offloading at r with the server's *unconditional*
 accuracy a_r, although the frames the student gets wrong are the hard ones for the server too, and always takes
 the largest resolution predicted in time. cbo-cond reads, for every action, the distilled estimate of P(that
-answer is right | this frame) from the observation (``dist_*``, see ``perception.distill``), keeps the remote
+answer is right | this frame) from the observation (``dist_*``, see ``perception.distill``; for the local answer
+the tuning may prefer the calibrated max probability, which ranks the student's answers slightly better), keeps the remote
 actions predicted in time (slack >= margin), and takes the one with the largest expected gain over the local
 answer if that gain exceeds tau; otherwise the local answer.
 
@@ -45,6 +46,7 @@ class CBOCondPolicy(Policy):
     tau: float = 0.0
     margin: float = 0.0
     use_teacher: bool = True
+    local_field: str = "dist_local"  # P(student right): the distilled estimate, or "top1_prob" (calibrated max prob)
     name: str = "cbo-cond"
 
     def __post_init__(self) -> None:
@@ -56,7 +58,7 @@ class CBOCondPolicy(Policy):
     def bind_fields(self, fields: list[str], action_names: list[str]) -> None:
         ix = FieldIndex(fields)
         remote = [a for a in remote_actions(action_names) if self.use_teacher or a != "teacher"]
-        self._idx = {"local": ix["dist_local"], "dist": ix.many([f"dist_{a}" for a in remote]),
+        self._idx = {"local": ix[self.local_field], "dist": ix.many([f"dist_{a}" for a in remote]),
                      "slack": ix.many([f"slack_{a}" for a in remote]),
                      "actions": np.array([action_names.index(a) for a in remote], np.int64),
                      "local_action": action_names.index("local")}
@@ -75,7 +77,8 @@ class CBOCondPolicy(Policy):
         return self._refresh(obs)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "tau": self.tau, "margin": self.margin, "use_teacher": self.use_teacher}
+        return {"name": self.name, "tau": self.tau, "margin": self.margin, "use_teacher": self.use_teacher,
+                "local_field": self.local_field}
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], 
 def tune_cbo_cond(score: Callable[[Policy], float]) -> tuple[CBOCondPolicy, list[dict[str, Any]]]:
     """Grid search of (tau, margin, use_teacher); ``score`` evaluates on training traces and scenes only."""
     grid = {"tau": [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)],
-            "margin": [0.0, 0.1, 0.2, 0.3], "use_teacher": [False, True]}
+            "margin": [0.0, 0.1, 0.2, 0.3], "use_teacher": [False, True], "local_field": ["dist_local", "top1_prob"]}
     return _grid_search(score, lambda **p: CBOCondPolicy(**p), grid, "cbo-cond")
 
 
@@ -146,7 +149,8 @@ def tune_cachenet(score: Callable[[Policy], float], base: CBOCondPolicy) -> tupl
     def make(params: dict[str, Any]) -> Callable[..., CacheNetPolicy]:
         return lambda **p: CacheNetPolicy(**{**params, **p})
 
-    params: dict[str, Any] = {"tau": base.tau, "margin": base.margin, "use_teacher": base.use_teacher}
+    params: dict[str, Any] = {"tau": base.tau, "margin": base.margin, "use_teacher": base.use_teacher,
+                              "local_field": base.local_field}
     rows: list[dict[str, Any]] = []
     stages = [{"min_cos": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95], "max_age_s": [0.5, 1.0, 2.0, 4.0, 1e9],
                "require_agree": [False, True]},

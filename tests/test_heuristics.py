@@ -74,9 +74,10 @@ def test_unbound_policy_and_missing_field_errors() -> None:
 
 def test_tuning_picks_the_best_scored_point() -> None:
     # a score with a known optimum: the tuner must find it on its grid
-    best, rows = tune_cbo_cond(lambda p: -abs(p.tau - 0.15) - abs(p.margin - 0.2) + 0.01 * p.use_teacher)
-    assert (best.tau, best.margin, best.use_teacher) == (0.15, 0.2, True)
-    assert len(rows) == 11 * 4 * 2 and max(r["score"] for r in rows) == pytest.approx(0.01)
+    best, rows = tune_cbo_cond(lambda p: -abs(p.tau - 0.15) - abs(p.margin - 0.2) + 0.01 * p.use_teacher
+                               + 0.01 * (p.local_field == "top1_prob"))
+    assert (best.tau, best.margin, best.use_teacher, best.local_field) == (0.15, 0.2, True, "top1_prob")
+    assert len(rows) == 11 * 4 * 2 * 2 and max(r["score"] for r in rows) == pytest.approx(0.02)
 
 
 def test_cachenet_refreshes_late_and_waits_for_pending_answers() -> None:
