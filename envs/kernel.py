@@ -22,8 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
+
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).resolve().parent, os.W_OK):
+    # a read-only install (another user's, a system site-packages): Numba's in-tree cache cannot be written and
+    # the user-wide fallback may not exist either, so keep the compiled kernel in a per-user temporary folder
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"offload-gym-numba-{os.getuid()}")
+    if "numba" in sys.modules:
+        from numba.core.config import reload_config
+
+        reload_config()
 
 import numba
 import numpy as np

@@ -189,7 +189,7 @@ def _hand_results():
                     trace_split="all")
     pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
     res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
-    return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher"]
+    return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher", "reuse"]
 
 
 def test_a_failing_report_leaves_the_previous_one_whole(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def test_main_job_produces_model_report_and_onnx(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = _cli("run", "--timesteps", "4096", "--episodes", "1", "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| ppo |" in proc.stdout and "Paired difference to CBO" in proc.stdout
+    assert "| ppo |" in proc.stdout and "Paired difference to the best tuned heuristic" in proc.stdout
     for name in ("config.json", "model.zip", "best_model.zip", "train.json", "report.json", "report.md",
                  "learning_curve.png", "accuracy_per_family.png", "policy.onnx"):
         assert (out / name).exists(), name
