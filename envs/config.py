@@ -23,12 +23,14 @@ def _is_int(value: Any) -> bool:
 class EnvConfig:
     """Constants of the frame-offloading environment.
 
-    Why these defaults. Frames arrive at the profile's 30 fps with a 200 ms deadline each; offloads share one FIFO uplink. At
-    the traces' median throughput (about 1 Mbit/s) the link carries ~4.2 kB per frame interval, while a frame's
-    JPEG is ~3.6 / 6.2 / 9.4 / 12.9 kB at the four offload resolutions and ~28 kB in full for the teacher. So at
-    the middle resolutions only about a half to two thirds of frames can be offloaded in time, and the teacher
-    makes its deadline only when the link is fast and idle: the regime in which choosing *which* frames to send,
-    and at what size, matters. Edge RTT 30 ms and cloud (teacher) RTT 80 ms are typical LTE and wide-area values.
+    Why these defaults. Frames arrive at the profile's frame rate (15 fps for the default profile: scenes of
+    seconds, as video analytics samples them) with a 200 ms deadline each; offloads share one FIFO uplink. At the
+    traces' median throughput (about 1 Mbit/s) the link carries ~8.3 kB per frame interval, while a frame's JPEG is
+    ~3.5 / 6.1 / 9.3 / 12.8 kB at the four offload resolutions and ~29 kB in full for the teacher. So sending every
+    frame at the middle resolutions saturates a median link, a slow link (p10 ~0.5 Mbit/s) carries a third of
+    that, and the teacher makes its deadline only when the link is fast and idle: the regime in which choosing
+    *which* frames to send, at what size, and when an answer already held is still good, matters. Edge RTT 30 ms
+    and cloud (teacher) RTT 80 ms are typical LTE and wide-area values.
     Server and teacher compute times are the batch-1 latencies measured when the profile was built (ONNX Runtime
     on a CPU), scaled by ``compute_scale`` (set < 1 to model a GPU server).
 
