@@ -526,7 +526,7 @@ def step(state, tables, buffers, actions, mode):
         decide_s = capture_s + prm["student_s"]
         true_mbps, dev["segment"] = _mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s,
                                              dev["segment"])
-        _fold_answers(device, uploads, i, decide_s)
+        # the cache already holds every answer back by decide_s: observe folded them at this very decision time
         remote = 0 < action < reuse_action
         refused = remote and _pending(uploads, i, decide_s) >= prm["max_queue"]
         send = remote and not refused
