@@ -23,7 +23,9 @@ def all_policy_names(setup) -> list[str]:
 
 
 def _print_tuning(tuning: dict) -> None:
-    for name in ("cbo", "cbo+teacher", "cbo-cond", "cachenet"):
+    from agents.suite import HEURISTICS
+
+    for name in HEURISTICS:
         if name in tuning:
             params = {k: v for k, v in tuning[name]["params"].items()
                       if k not in ("name", "server_accuracy", "teacher_accuracy")}

@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from .policy import FieldIndex, Policy
+from envs.features import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
 
-CACHE_AGE_SCALE_S = 10.0  # the observation's cache_age is seconds / this (see envs.features)
+from .policy import FieldIndex, Policy
 
 
 def remote_actions(action_names: list[str]) -> list[str]:
@@ -63,18 +63,18 @@ class CBOCondPolicy(Policy):
                      "actions": np.array([action_names.index(a) for a in remote], np.int64),
                      "local_action": action_names.index("local")}
 
-    def _refresh(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+    def _refresh(self, obs: NDArray[np.float32], margin: float) -> NDArray[np.int64]:
         if self._idx is None:
             raise RuntimeError(f"{type(self).__name__} needs attach(env) or bind_fields(...) before act()")
         ix = self._idx
         gain = obs[:, ix["dist"]].astype(np.float64) - obs[:, [ix["local"]]]
-        gain = np.where(obs[:, ix["slack"]] >= self.margin, gain, -np.inf)
+        gain = np.where(obs[:, ix["slack"]] >= margin, gain, -np.inf)
         best = gain.argmax(1)
         go = gain[np.arange(len(obs)), best] > self.tau
         return np.where(go, ix["actions"][best], ix["local_action"]).astype(np.int64)
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        return self._refresh(obs)
+        return self._refresh(obs, self.margin)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "tau": self.tau, "margin": self.margin, "use_teacher": self.use_teacher,
@@ -101,14 +101,8 @@ class CacheNetPolicy(CBOCondPolicy):
             self._idx["pending"] = ix["pending"]
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        action = self._refresh(obs)
+        action = self._refresh(obs, self.margin if self.refresh_margin is None else self.refresh_margin)
         ix = self._idx
-        if self.refresh_margin is not None:
-            margin, self.margin = self.margin, self.refresh_margin
-            try:
-                action = self._refresh(obs)
-            finally:
-                self.margin = margin
         if self.wait_pending:
             action = np.where(obs[:, ix["pending"]] > 0, ix["local_action"], action)
         reuse = ((obs[:, ix["held"]] > 0.5) & (obs[:, ix["cos"]] >= self.min_cos)

@@ -17,6 +17,7 @@ from .cachenet import tune_cachenet, tune_cbo_cond
 from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
 from .evaluate import EvalResult, evaluate, evaluate_many, make_episodes
 from .policy import Policy
+from .report import HEURISTICS
 
 
 @dataclass
@@ -66,9 +67,6 @@ class Validation:
     def accuracy(self, policy: Policy) -> float:
         res = evaluate(policy, lambda n, t: self.env, self.val_traces, 1, episode_set=self.episodes)
         return res.metrics["all"]["accuracy"]
-
-
-HEURISTICS = ("cbo", "cbo+teacher", "cbo-cond", "cachenet")
 
 
 def training_scorer(setup: Setup, seed: int = 0, episodes: int = 1) -> tuple[Callable[[Policy], float], str]:
