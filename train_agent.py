@@ -145,8 +145,8 @@ def _export_and_check(run_dir: Path, setup) -> Path:
 
     path = export_run(run_dir)
     env = setup.factory("test")(len(setup.test_traces), setup.test_traces)
-    rollout(RandomPolicy(env.core.n_actions, seed=1), env, make_episodes(env, 1, seed=7))
-    obs = env.core.observe()
+    rollout(RandomPolicy(len(env.action_names), seed=1), env, make_episodes(env, 1, seed=7))
+    obs = env.observe()
     want = torch_logits(load_sb3_policy(run_dir / "best_model.zip").model, obs).argmax(1)
     got = OnnxPolicy(path).act(obs)
     if not np.array_equal(want, got):

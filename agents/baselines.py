@@ -51,18 +51,18 @@ class HindsightOracle(Policy):
     name = "oracle"
 
     def __init__(self) -> None:
-        self._core = None
+        self._env = None
 
     def attach(self, env: Any) -> None:
-        self._core = env.core
+        self._env = env
         names = env.action_names
-        self._remote = np.array([names.index(a) for a in env.core.spec.remote_names], np.int64)
+        self._remote = np.array([names.index(a) for a in env.observation_spec.remote_names], np.int64)
         self._reuse = names.index("reuse")
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        if self._core is None:
+        if self._env is None:
             raise RuntimeError("HindsightOracle needs attach(env) before act(): it reads the env's true state")
-        p = self._core.preview()
+        p = self._env.preview()
         right = p["correct"] & p["can_send"][:, None]
         good = p["on_time"] & right
         best_in_time = np.where(good, p["bytes"], np.inf).argmin(1)

@@ -188,7 +188,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     _atomic_save(model, out / "model.zip")
     _atomic_save(model, last_path)
     write_json(state_path, {**state, "timesteps": int(model.num_timesteps)})
-    spec = venv.venv.core.spec
+    spec = venv.venv.observation_spec
     write_json(out / "train.json", {"train_config": asdict(tcfg), "env_config": train_cfg.to_dict(),
                                      "observation_fields": spec.field_names, "action_names": spec.action_names,
                                      "profile_models": setup.profile.meta.get("models", {}),

@@ -38,7 +38,7 @@ def _model_and_onnx(run: Path | None, tmp: Path):
     venv = SB3OffloadVecEnv(2, profile, traces, EnvConfig())
     model = PPO("MlpPolicy", venv, device="cpu", seed=0,
                 policy_kwargs={"net_arch": list(TrainConfig().net_arch)})
-    return model, export_sb3(model, tmp / "policy.onnx", venv.core.spec.field_names, venv.core.spec.action_names)
+    return model, export_sb3(model, tmp / "policy.onnx", venv.observation_spec.field_names, venv.observation_spec.action_names)
 
 
 def main() -> None:

@@ -255,6 +255,20 @@ class OffloadVectorEnv(VectorEnv):
         """Each sub-env's current episode: ``trace``, ``start_s``, ``pieces`` (as ``pin_episodes`` takes them)."""
         return [self.core.episode(i) for i in range(self.num_envs)]
 
+    @property
+    def observation_spec(self):
+        """The observation's definition (``envs.features.ObservationSpec``): fields, actions, timing constants."""
+        return self.core.spec
+
+    def observe(self) -> NDArray[np.float32]:
+        """Every sub-env's observation at its current decision time (a copy; no state changes)."""
+        return self.core.observe().copy()
+
+    def preview(self) -> dict[str, NDArray]:
+        """HINDSIGHT, for reference policies only: what each remote action would yield now, from the true link and
+        the true labels (``OffloadDynamics.preview``); nothing changes."""
+        return self.core.preview()
+
     def step(self, actions: NDArray):
         out = self.core.step(self.core.as_actions(actions), kernel.NEXT_STEP)
         rec = out.out.view(np.uint8).copy().view(kernel.STEP)  # a byte copy: ~8x faster than a record copy

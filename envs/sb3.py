@@ -36,6 +36,11 @@ class SB3OffloadVecEnv(VecEnv):
         self._rows = np.arange(num_envs)
         self._actions: np.ndarray | None = None
 
+    @property
+    def observation_spec(self):
+        """The observation's definition (``envs.features.ObservationSpec``), as ``OffloadVectorEnv`` has it."""
+        return self.core.spec
+
     def reset(self) -> np.ndarray:
         seeded = [i for i, s in enumerate(self._seeds) if s is not None]  # the others continue their streams
         self.core.seed_rows(seeded, [self._seeds[i] for i in seeded])
