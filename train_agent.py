@@ -17,13 +17,13 @@ from typing import Sequence
 def all_policy_names(setup) -> list[str]:
     """Every baseline for the profile's actions (reuse included), random, the tuned heuristics (cbo, cbo+teacher,
     cbo-cond, cachenet) and the hindsight oracle."""
-    from agents.suite import HEURISTICS
+    from agents.policies import HEURISTICS
 
     return [*setup.action_names(), "random", *HEURISTICS, "oracle"]
 
 
 def _print_tuning(tuning: dict) -> None:
-    from agents.suite import HEURISTICS
+    from agents.policies import HEURISTICS
 
     for name in HEURISTICS:
         if name in tuning:
@@ -36,7 +36,7 @@ def _print_tuning(tuning: dict) -> None:
 def _load_setup(args: argparse.Namespace):
     """The experiment's inputs and splits, where the traces came from, and a source that reloads them
     (a path, or ``"embedded"``) for processes that must rebuild the env themselves (RLlib EnvRunners)."""
-    from agents.suite import Setup
+    from agents.evaluation import Setup
     from bandwidth_traces import EMBEDDED_ORIGIN, default_traces
     from perception import FrameProfile
 
@@ -47,11 +47,14 @@ def _load_setup(args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace):
-    from agents.sb3_train import TrainConfig
+    """The run's ``TrainConfig`` from the flags (the SB3 validation cadence follows ``--timesteps``)."""
+    from agents.training import TrainConfig
 
-    return TrainConfig(algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs, seed=args.seed,
-                       eval_freq=max(1, min(100_000, args.timesteps // 10)),
-                       checkpoint_freq=max(1, min(100_000, args.timesteps // 5)))
+    framework = getattr(args, "framework", "sb3")
+    if framework == "rllib":
+        return TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
+                           num_env_runners=args.num_env_runners)
+    return TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed)
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -64,8 +67,8 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 def _check_run_out(args: argparse.Namespace) -> Path:
     """Before any input is loaded: ``--out`` is a writable folder and holds a run exactly when it should."""
-    from agents.files import check_output_dir
-    from agents.runs import check_run_dir
+    from agents.training import check_run_dir
+    from offload_common.files import check_output_dir
 
     out = check_output_dir(_out_dir(args), "--out")
     if not getattr(args, "tune", False):
@@ -73,28 +76,24 @@ def _check_run_out(args: argparse.Namespace) -> Path:
     return out
 
 
-def _run_config(args: argparse.Namespace, setup, origin: str, framework: str, section: str, settings) -> dict:
-    """What config.json records about a run: inputs, splits, env config and the framework's training settings."""
-    from dataclasses import asdict
-
-    return {"command": args.command, "framework": framework, "profile": str(args.profile), "traces": origin,
-            "seed": args.seed, "env_config": setup.config.to_dict(), section: asdict(settings),
+def _run_config(args: argparse.Namespace, setup, origin: str, tcfg) -> dict:
+    """What config.json records about a run: inputs, splits, env config and the training settings."""
+    return {"command": args.command, "framework": tcfg.framework, "profile": str(args.profile), "traces": origin,
+            "seed": args.seed, "env_config": setup.config.to_dict(), "train_config": tcfg.to_dict(),
             "train_traces": len(setup.train_traces), "test_traces": len(setup.test_traces)}
 
 
-def _sb3_run(args: argparse.Namespace, setup, origin: str):
-    """Run folder and training config of an SB3 run: config.json for a new run, the checked settings on resume."""
-    from dataclasses import replace
-
-    from agents.runs import prepare_run_dir
+def _prepare_run(args: argparse.Namespace, setup, origin: str):
+    """Run folder and training config (SB3 or RLlib): config.json for a new run, the checked settings on resume."""
+    from agents.training import RunFolder, prepare_run_dir
 
     out = _out_dir(args)
     tcfg = _train_config(args)
-    stored = prepare_run_dir(out, _run_config(args, setup, origin, "sb3", "train_config", tcfg), args.resume,
-                             args.force, lambda d: (d / "checkpoints" / "last.zip").exists())
+    stored = prepare_run_dir(out, _run_config(args, setup, origin, tcfg), args.resume, args.force,
+                             lambda d: RunFolder(d, tcfg.framework).has_checkpoint())
     if stored is not None:  # keep the run's validation and checkpoint cadence; only the length changes
-        tcfg = replace(tcfg, eval_freq=stored["train_config"]["eval_freq"],
-                       checkpoint_freq=stored["train_config"]["checkpoint_freq"])
+        tcfg = tcfg.replace(eval_freq=stored["train_config"]["eval_freq"],
+                            checkpoint_freq=stored["train_config"]["checkpoint_freq"])
     return out, tcfg
 
 
@@ -102,14 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job: tune CBO, train the agent, evaluate everything on held-out traces x clips, write the run."""
     import time
 
-    from agents.report import write_report
-    from agents.sb3_train import load_sb3_policy, train_sb3
-    from agents.suite import evaluate_on_test, named_policies, trace_means
+    from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
+    from agents.training import load_run_policy, train_sb3
 
     t0 = time.time()
     _check_run_out(args)
     setup, origin, _ = _load_setup(args)
-    out, tcfg = _sb3_run(args, setup, origin)
+    out, tcfg = _prepare_run(args, setup, origin)
     print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
     print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
           f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
@@ -119,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained in {result.seconds:.0f} s; best validation accuracy "
           f"{max(h['val_accuracy'] for h in result.history):.4f}")
-    policies[args.algo] = load_sb3_policy(result.best_path, args.algo)
+    policies[args.algo] = load_run_policy(out, args.algo)
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=not args.no_progress)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "train_seconds": round(result.seconds, 1), "timesteps": result.timesteps,
@@ -137,17 +135,16 @@ def _export_and_check(run_dir: Path, setup) -> Path:
     """Export the run's best model to ONNX and check greedy-action parity on held-out observations."""
     import numpy as np
 
-    from agents.baselines import RandomPolicy
-    from agents.deploy import OnnxPolicy
-    from agents.evaluate import make_episodes, rollout
-    from agents.export import export_run, torch_logits
-    from agents.sb3_train import load_sb3_policy
+    from agents.deploy import OnnxPolicy, export_run
+    from agents.evaluation import make_episodes, rollout
+    from agents.policies import RandomPolicy
+    from agents.training import load_run_policy
 
     path = export_run(run_dir)
     env = setup.factory("test")(len(setup.test_traces), setup.test_traces)
     rollout(RandomPolicy(len(env.action_names), seed=1), env, make_episodes(env, 1, seed=7))
     obs = env.observe()
-    want = torch_logits(load_sb3_policy(run_dir / "best_model.zip").model, obs).argmax(1)
+    want = load_run_policy(run_dir).logits(obs).argmax(1)
     got = OnnxPolicy(path).act(obs)
     if not np.array_equal(want, got):
         raise RuntimeError(f"exported policy disagrees with PyTorch on {(want != got).sum()} observations")
@@ -156,8 +153,7 @@ def _export_and_check(run_dir: Path, setup) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a training run's best policy to ONNX for devices."""
-    from agents.deploy import OnnxPolicy
-    from agents.export import export_run
+    from agents.deploy import OnnxPolicy, export_run
 
     path = export_run(args.run_dir, args.output, flag="-o/--output")
     pol = OnnxPolicy(path)
@@ -168,19 +164,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train_rllib(args: argparse.Namespace, setup, source: str) -> int:
     """RLlib PPO on a local Ray instance or an existing cluster (--address); --tune runs a small sweep."""
-    from agents.rllib import RLlibConfig, train_rllib, tune_sweep
-    from agents.runs import prepare_run_dir
+    from agents.training import train_rllib, tune_sweep
 
-    out = _out_dir(args)
-    iterations = args.iterations or 60
-    cfg = RLlibConfig(iterations=iterations, num_env_runners=args.num_env_runners, seed=args.seed)
     if args.tune:
-        res = tune_sweep(setup, out, str(args.profile), source, cfg, args.address)
+        res = tune_sweep(setup, _out_dir(args), str(args.profile), source, _train_config(args), args.address)
         for row in res["trials"]:
             print(row)
         return 0
-    prepare_run_dir(out, _run_config(args, setup, source, "rllib", "rllib_config", cfg), args.resume, args.force,
-                    lambda d: (d / "checkpoint").exists())
+    out, cfg = _prepare_run(args, setup, source)
     info = train_rllib(setup, out, str(args.profile), source, cfg, args.address, resume=args.resume)
     print(f"ray.init {info['ray_init_s']} s, build {info['build_s']} s, {info['seconds_per_iteration']:.2f} s per "
           f"iteration; best validation accuracy {info['best_val_accuracy']:.4f}; checkpoint in {out}/checkpoint")
@@ -189,44 +180,28 @@ def cmd_train_rllib(args: argparse.Namespace, setup, source: str) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy on the training split (stable-baselines3, or RLlib with --framework rllib)."""
-    from agents.sb3_train import train_sb3
+    from agents.training import train_sb3
 
     _check_run_out(args)
     if args.framework == "rllib" and args.address:
-        from agents.rllib import check_cluster
+        from agents.training import check_cluster
 
         check_cluster(args.address)  # a wrong address or token fails here, before anything is loaded or written
     setup, origin, source = _load_setup(args)
     if args.framework == "rllib":
         return cmd_train_rllib(args, setup, source)
-    out, tcfg = _sb3_run(args, setup, origin)
+    out, tcfg = _prepare_run(args, setup, origin)
     result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained {result.timesteps:,} steps in {result.seconds:.0f} s; model {result.model_path}, "
           f"best (validation) {result.best_path}, learning curve {out / 'learning_curve.png'}")
     return 0
 
 
-def load_run_policy(run: Path):
-    """The learned policy of a run folder, SB3 or RLlib (named after the folder)."""
-    from agents.files import read_json
-
-    if not (run / "train.json").is_file():
-        raise FileNotFoundError(f"--runs {run}: not a finished training run folder (no train.json)")
-    info = read_json(run / "train.json", "training record")
-    if info.get("framework") == "rllib":
-        from agents.rllib import RLlibPolicy
-
-        return RLlibPolicy.from_run(run, name=run.name)
-    from agents.sb3_train import load_sb3_policy
-
-    return load_sb3_policy(run / "best_model.zip", name=run.name)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
-    from agents.files import check_output_dir
-    from agents.report import write_report
-    from agents.suite import evaluate_on_test, named_policies, trace_means
+    from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
+    from agents.training import load_run_policy
+    from offload_common.files import check_output_dir
 
     check_output_dir(args.out, "--out")
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
@@ -308,8 +283,11 @@ def _address(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.training import ALGOS, FRAMEWORKS, TrainConfig
     from perception import DEFAULT_PROFILE
     from perception.__main__ import add_build_args
+
+    defaults = TrainConfig()
 
     parser = argparse.ArgumentParser(prog="train_agent.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -324,10 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--algo", choices=["ppo", "a2c", "dqn"], default="ppo", help="SB3 algorithm (default: ppo)")
-        p.add_argument("--timesteps", type=_int_at_least(1), default=1_500_000,
-                       help="environment steps (default: %(default)s)")
-        p.add_argument("--n-envs", type=_int_at_least(1), default=32, help="parallel envs in the batched env")
+        p.add_argument("--algo", choices=ALGOS["sb3"], default=defaults.algo,
+                       help="SB3 algorithm (default: %(default)s)")
+        p.add_argument("--timesteps", type=_int_at_least(1), default=defaults.timesteps,
+                       help="SB3: environment steps (default: %(default)s)")
+        p.add_argument("--n-envs", type=_int_at_least(1), default=defaults.n_envs,
+                       help="SB3: parallel envs in the batched env (default: %(default)s)")
         p.add_argument("--out", type=_nonempty(Path), default=None,
                        help="run folder (default: runs/<algo>-seed<seed>); a folder that holds a run needs "
                        "--resume or --force")
@@ -341,12 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_int_at_least(1), default=8,
                    help="evaluation episodes per test trace (default: %(default)s)")
     p = training(common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training split")))
-    p.add_argument("--framework", choices=["sb3", "rllib"], default="sb3")
-    p.add_argument("--num-env-runners", type=_int_at_least(0), default=2,
-                   help="RLlib: EnvRunner processes (default: 2)")
-    p.add_argument("--iterations", type=_int_at_least(1), default=None,
-                   help="RLlib: training iterations of 8,192 steps "
-                   "(default: 60, enough to pass CBO here)")
+    p.add_argument("--framework", choices=FRAMEWORKS, default=defaults.framework)
+    p.add_argument("--num-env-runners", type=_int_at_least(0), default=defaults.num_env_runners,
+                   help="RLlib: EnvRunner processes (default: %(default)s)")
+    p.add_argument("--iterations", type=_int_at_least(1), default=defaults.iterations,
+                   help=f"RLlib: training iterations of {defaults.train_batch:,} steps (default: %(default)s)")
     p.add_argument("--address", type=_address, default=None, help="RLlib: join the Ray cluster whose head is at "
                    "HOST:PORT (token authentication is handled; default: a local Ray, loopback only)")
     p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")

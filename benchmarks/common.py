@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from offload_common.files import atomic_write_text
+
 
 def rate(fn: Callable[[], int], min_seconds: float = 2.0) -> float:
     """Units per second of ``fn`` (which returns how many units it did), run repeatedly for ``min_seconds``."""
@@ -25,6 +27,4 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                            "python": platform.python_version()}, **payload}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

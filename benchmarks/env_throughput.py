@@ -4,7 +4,7 @@ Rows: CartPole-v1 (unwrapped, the single-env reference), Gymnasium's NumPy ``Car
 (the batched reference), OffloadEnv, OffloadVectorEnv (64 and 1,024 envs), SB3OffloadVecEnv (1,024). Ratios are
 taken within the run, so they hold on a shared, noisy machine. Also: the kernel's first-call compile time, cold
 (empty Numba cache, in a fresh process) and cached (a second fresh process), and with ``--rllib`` RLlib PPO
-env-steps/s with 0 and 2 EnvRunners (the project's RLlibConfig otherwise: 8 envs each, 8,192-step iterations).
+env-steps/s with 0 and 2 EnvRunners (the project's TrainConfig otherwise: 8 envs each, 8,192-step iterations).
 Goals (issue #13): OffloadEnv >= 1.0x CartPole-v1; OffloadVectorEnv at 1,024 >= 1.0x CartPoleVectorEnv at 1,024;
 RLlib PPO with 2 EnvRunners >= 3x the 1.9k steps/s measured before the compiled core.
 
@@ -103,7 +103,7 @@ def _rllib_env(env_config: dict[str, Any]):
 
 
 def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str, float]]:
-    """RLlib PPO (new API stack) with the project's ``RLlibConfig`` defaults (8 envs per EnvRunner, 8,192-step
+    """RLlib PPO (new API stack) with the project's ``TrainConfig`` defaults (8 envs per EnvRunner, 8,192-step
     batches, 10 epochs, 256x256) and 0 or 2 EnvRunners, after one warm-up iteration.
 
     Per setting: ``iteration`` env-steps/s (sampled steps over the iterations' wall time, sampling and learning,
@@ -116,25 +116,24 @@ def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str
     from ray.tune.registry import register_env
 
     import envs
-    from agents.rllib import RLlibConfig
+    from agents.training import TrainConfig
 
     checkout = Path(envs.__file__).resolve().parents[1]  # the envs this process imports (PYTHONPATH may pick one)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(checkout), *sys.path])  # ... and so do the EnvRunners
     print(f"RLlib over {checkout}")
-    cfg = RLlibConfig()
+    cfg = TrainConfig(framework="rllib")
     ray.init(include_dashboard=False, num_cpus=max(runners) + 1, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
     register_env("offload-bench", _rllib_env)
     out = {}
     try:
         for n in runners:
-            algo = (PPOConfig().environment("offload-bench", env_config={"episode_frames": cfg.episode_frames})
+            algo = (PPOConfig().environment("offload-bench", env_config={"episode_frames": 300})
                     .env_runners(num_env_runners=n, num_envs_per_env_runner=cfg.envs_per_runner,
                                  rollout_fragment_length="auto")
                     .learners(num_learners=0)
-                    .training(train_batch_size_per_learner=cfg.train_batch, minibatch_size=cfg.minibatch,
-                              num_epochs=cfg.epochs)
-                    .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.hidden),
+                    .training(**cfg.rllib_training())
+                    .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.net_arch),
                                                                fcnet_activation="tanh"))
                     .debugging(seed=0)).build_algo()
             algo.train()  # warm-up: worker start, first compile from cache, torch threads

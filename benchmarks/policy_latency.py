@@ -24,11 +24,11 @@ from common import write_json  # noqa: E402
 
 
 def _model_and_onnx(run: Path | None, tmp: Path):
-    from agents.export import export_run, export_sb3
-    from agents.sb3_train import TrainConfig, load_sb3_policy
+    from agents.deploy import export_model, export_run
+    from agents.training import TrainConfig, load_run_model
 
     if run is not None:
-        return load_sb3_policy(run / "best_model.zip").model, export_run(run, tmp / "policy.onnx")
+        return load_run_model(run)[0], export_run(run, tmp / "policy.onnx")
     from stable_baselines3 import PPO
 
     from envs import EnvConfig, default_inputs
@@ -38,7 +38,8 @@ def _model_and_onnx(run: Path | None, tmp: Path):
     venv = SB3OffloadVecEnv(2, profile, traces, EnvConfig())
     model = PPO("MlpPolicy", venv, device="cpu", seed=0,
                 policy_kwargs={"net_arch": list(TrainConfig().net_arch)})
-    return model, export_sb3(model, tmp / "policy.onnx", venv.observation_spec.field_names, venv.observation_spec.action_names)
+    spec = venv.observation_spec
+    return model, export_model(model, tmp / "policy.onnx", spec.field_names, spec.action_names)
 
 
 def main() -> None:
@@ -51,14 +52,14 @@ def main() -> None:
     import torch
 
     from agents.deploy import OnnxPolicy
-    from agents.export import _actor_module
+    from agents.policies import greedy_module
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         model, onnx_path = _model_and_onnx(args.run, Path(tmp))
         onnx_kb = onnx_path.stat().st_size / 1024
         ort_policy = OnnxPolicy(onnx_path, threads=1)
-        actor = _actor_module(model)
+        actor = greedy_module(model)
         dim = ort_policy.dim
         obs = np.random.default_rng(0).uniform(0, 1, (256, 1, dim)).astype(np.float32)
         session, feed_name = ort_policy.session, "obs"

@@ -11,7 +11,7 @@ import gymnasium as gym
 from .config import EnvConfig
 from .core import OffloadDynamics, select_profile, select_traces
 from . import kernel
-from .features import SIGNALS, ObservationSpec, build_observation
+from offload_common.observation import SIGNALS, ObservationSpec, build_observation
 from .offload_env import OffloadEnv, OffloadVectorEnv, default_inputs
 
 ENV_ID = "offload/FrameOffload-v1"

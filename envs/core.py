@@ -21,7 +21,7 @@ from perception import FrameProfile
 
 from . import kernel
 from .config import EnvConfig
-from .features import ObservationSpec, confidence_features, observation_constants
+from offload_common.observation import ObservationSpec, confidence_features, observation_constants
 
 DEFAULT_FPS = 30.0  # profiles written before meta["fps"] existed were rendered at 30 fps
 
@@ -285,7 +285,7 @@ class OffloadDynamics:
                 "pending": pending}
 
     def device_signals(self) -> dict[str, NDArray]:
-        """What each device knows at its current decision time, as ``envs.features.build_observation``'s inputs.
+        """What each device knows at its current decision time, as ``offload_common.observation.build_observation``'s inputs.
 
         ``topk_prob`` [B, k], ``remote_kb`` [B, R + 1], ``dist`` [B, R + 2], ``meas_mbps`` [B, H], ``signals`` [B]
         ``SIGNALS``, plus ``frame`` (profile index). Copies, so they stay valid after the next step.

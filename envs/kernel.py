@@ -4,7 +4,7 @@ Why Numba (``njit(cache=True)``): the dynamics are scalar branches per device (q
 test) that NumPy could only express as ~150 whole-array calls per step; the same loop compiled costs a few hundred
 nanoseconds per device, for batch 1 and batch N alike, with no second implementation. ``cache=True`` writes the
 machine code next to the sources, so only the first use on a machine pays the compile. The observation is
-``envs.features.observation_into`` compiled here as is; the device runtime runs that same source uncompiled.
+``offload_common.observation.observation_into`` compiled here as is; the device runtime runs that same source uncompiled.
 
 Layout, all defined in this module:
   * ``STATE``: one record per device (episode, uplink, behaviour, its own random stream). A new per-device field
@@ -42,12 +42,12 @@ import numpy as np
 from numba.core import caching
 from numpy.typing import NDArray
 
-from . import features
-from .features import SIGNALS, observation_into
+from offload_common import observation as features
+from offload_common.observation import SIGNALS, observation_into
 
 # ---- Numba's on-disk cache must also go stale when the observation changes ------------------------------------------
 # Numba stamps a cached function with its own source file only, but the kernel's machine code includes the
-# compiled ``features.observation_into``: after an edit of features.py alone, the cache would keep serving the old
+# compiled ``features.observation_into``: after an edit of observation.py alone, the cache would keep serving the old
 # observation (wrong width, writes past the buffer). The kernel's functions are therefore stamped with both files.
 _SOURCES = (Path(__file__).resolve(), Path(features.__file__).resolve())
 
@@ -160,7 +160,7 @@ class Tables(NamedTuple):
     frames: NDArray        # [N, C] per profile frame, column groups in ``frame_columns``
     embedding: NDArray     # [N, D] the frame's embedding, unit length (cosine = dot product)
     remote_times: NDArray  # [2, R + 1] round trip (row 0) and compute (row 1) seconds per remote action
-    obs_consts: NDArray    # [4] envs.features.observation_constants
+    obs_consts: NDArray    # [4] offload_common.observation.observation_constants
     scenes: NDArray        # [S, 2] first profile frame and length of each scene
     trace_segments: NDArray  # [M, 2] start (s) and Mbit/s of every segment of every trace, trace after trace
     trace_cum_bits: NDArray  # [M + T] bits deliverable up to each segment start, plus each period's total

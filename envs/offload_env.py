@@ -69,7 +69,7 @@ class OffloadEnv(gym.Env):
     ``R + 2`` reuse (the cached answer). ``env.action_names`` names them.
 
     ## Observation Space
-    ``Box(float32, (D,))``, fields documented in ``envs.features`` (one table, shared with the device runtime):
+    ``Box(float32, (D,))``, fields documented in ``offload_common.observation`` (one table, shared with the device runtime):
 
     | fields | what the device knows |
     |---|---|
@@ -257,7 +257,7 @@ class OffloadVectorEnv(VectorEnv):
 
     @property
     def observation_spec(self):
-        """The observation's definition (``envs.features.ObservationSpec``): fields, actions, timing constants."""
+        """The observation's definition (``offload_common.observation.ObservationSpec``): fields, actions, timing constants."""
         return self.core.spec
 
     def observe(self) -> NDArray[np.float32]:

@@ -38,7 +38,7 @@ class SB3OffloadVecEnv(VecEnv):
 
     @property
     def observation_spec(self):
-        """The observation's definition (``envs.features.ObservationSpec``), as ``OffloadVectorEnv`` has it."""
+        """The observation's definition (``offload_common.observation.ObservationSpec``), as ``OffloadVectorEnv`` has it."""
         return self.core.spec
 
     def reset(self) -> np.ndarray:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents import CBOPolicy, ConstantPolicy, HindsightOracle, RandomPolicy, bootstrap_ci, evaluate, evaluate_many
-from agents.report import write_report
+from agents.evaluation import bootstrap_ci, evaluate, evaluate_many, write_report
+from agents.policies import CBOPolicy, ConstantPolicy, HindsightOracle, RandomPolicy
 from envs import EnvConfig, OffloadVectorEnv
-from envs.features import ObservationSpec
+from offload_common.observation import ObservationSpec
 from helpers import constant_trace, hand_profile, outage_trace
 
 SPEC = ObservationSpec(top_k=5, history=4, resolutions=(112, 160, 208, 256), deadline_s=0.2,

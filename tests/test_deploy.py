@@ -12,9 +12,9 @@ import onnx
 import pytest
 
 from agents.deploy import DeviceFeatures, OnnxPolicy
-from agents.evaluate import evaluate, make_episodes
-from agents.export import export_sb3, torch_logits
-from agents.sb3_train import SB3Policy
+from agents.deploy import export_model, torch_logits
+from agents.evaluation import evaluate, make_episodes
+from agents.policies import LearnedPolicy
 from envs import EnvConfig, OffloadVectorEnv, default_inputs
 from envs.sb3 import SB3OffloadVecEnv
 
@@ -33,8 +33,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
                 policy_kwargs={"net_arch": [64, 64]})
     model.learn(2048)
     path = tmp_path_factory.mktemp("onnx") / "policy.onnx"
-    export_sb3(model, path, venv.core.spec.field_names, venv.core.spec.action_names,
-               {"profile_weights_sha256": profile.meta["weights_sha256"]})
+    export_model(model, path, venv.core.spec.field_names, venv.core.spec.action_names,
+                 {"profile_weights_sha256": profile.meta["weights_sha256"]})
     return model, path, profile, traces, cfg
 
 
@@ -58,7 +58,7 @@ def test_onnx_matches_pytorch_on_10000_observations(trained) -> None:
     got = pol.logits(obs)
     assert np.abs(got - want).max() < 1e-4
     assert np.array_equal(pol.act(obs), want.argmax(1))
-    assert np.array_equal(pol.act(obs), SB3Policy(model).act(obs))
+    assert np.array_equal(pol.act(obs), LearnedPolicy(model, "ppo", "sb3").act(obs))
 
 
 def test_onnx_file_is_valid_and_self_describing(trained) -> None:
@@ -77,7 +77,7 @@ def test_onnx_policy_gives_the_same_report(trained) -> None:
     model, path, profile, traces, cfg = trained
     factory = lambda n, t: OffloadVectorEnv(n, profile, t, cfg.replace(trace_split="all"))  # noqa: E731
     some = list(traces[:12])
-    a = evaluate(SB3Policy(model), factory, some, episodes=2, seed=3)
+    a = evaluate(LearnedPolicy(model, "ppo", "sb3"), factory, some, episodes=2, seed=3)
     b = evaluate(OnnxPolicy(path), factory, some, episodes=2, seed=3)
     assert np.array_equal(a.rollout.action, b.rollout.action)
     assert a.metrics == b.metrics

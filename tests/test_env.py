@@ -201,7 +201,7 @@ def test_registered_with_vector_entry_point() -> None:
 
 
 def test_device_features_from_raw_signals_equal_env_observation() -> None:
-    from envs.features import build_observation
+    from offload_common.observation import build_observation
 
     env = hand_env(constant_trace(2.0), episode_frames=8)
     obs, _ = env.reset(seed=1)

@@ -172,8 +172,8 @@ def test_kernel_cache_is_stamped_with_the_observation_source_too() -> None:
     import hashlib
     from pathlib import Path
 
-    import envs.features
+    import offload_common.observation
 
     locator = kernel.step._cache._impl.locator  # the entry point that links the compiled observation
-    sources = Path(kernel.__file__).read_bytes() + Path(envs.features.__file__).read_bytes()
+    sources = Path(kernel.__file__).read_bytes() + Path(offload_common.observation.__file__).read_bytes()
     assert locator.get_source_stamp() == hashlib.sha256(sources).digest()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.cachenet import CACHE_AGE_SCALE_S, CacheNetPolicy, CBOCondPolicy, tune_cbo_cond
+from agents.policies import CacheNetPolicy, CBOCondPolicy, tune_cbo_cond
+from offload_common.observation import CACHE_AGE_SCALE_S
 
 ACTIONS = ["local", "reuse", "offload@160", "offload@256", "teacher"]
 FIELDS = ["dist_local", "dist_offload@160", "dist_offload@256", "dist_teacher",

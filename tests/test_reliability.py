@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +87,8 @@ def test_force_replaces_the_run(run_copy: Path, capsys) -> None:
 # -- 2. the best score on resume is the best model's, not the last checkpoint's
 
 def test_resume_keeps_a_best_model_newer_than_the_last_checkpoint(run_copy: Path) -> None:
-    from agents.sb3_train import TrainConfig, train_sb3
-    from agents.suite import Setup
+    from agents.evaluation import Setup
+    from agents.training import TrainConfig, train_sb3
     from envs import default_inputs
 
     best_before = json.loads((run_copy / "train.json").read_text())["best_val_accuracy"]
@@ -100,8 +99,7 @@ def test_resume_keeps_a_best_model_newer_than_the_last_checkpoint(run_copy: Path
     state_path.write_text(json.dumps({**state, "best_accuracy": -1.0}))
     best_file = _snapshot(run_copy)["best_model.zip"]
     stored = json.loads((run_copy / "config.json").read_text())["train_config"]
-    names = {f.name for f in fields(TrainConfig)}
-    tcfg = TrainConfig(**{k: tuple(v) if k == "net_arch" else v for k, v in stored.items() if k in names})
+    tcfg = TrainConfig.from_dict(stored)
     profile, traces = default_inputs()
     # no steps left: the resumed run only validates the last checkpoint's model, which is no better than the best
     train_sb3(Setup.create(profile, traces), run_copy, tcfg, resume=True, progress=False, log=lambda _: None)
@@ -160,7 +158,7 @@ def test_train_and_state_json_are_strict(trained: Path) -> None:
 
 
 def test_write_json_turns_non_finite_into_null(tmp_path: Path) -> None:
-    from agents.files import write_json
+    from offload_common.files import write_json
 
     write_json(tmp_path / "x.json", {"a": [float("nan"), 1.5, float("inf")], "b": {"c": -float("inf")}})
     assert _strict(tmp_path / "x.json") == {"a": [None, 1.5, None], "b": {"c": None}}
@@ -179,7 +177,8 @@ def test_evaluate_with_no_policies_fails_before_any_work(tmp_path: Path, capsys)
 
 
 def _hand_results():
-    from agents import ConstantPolicy, HindsightOracle, evaluate_many
+    from agents.evaluation import evaluate_many
+    from agents.policies import ConstantPolicy, HindsightOracle
     from envs import EnvConfig, OffloadVectorEnv
     from helpers import constant_trace, hand_profile
 
@@ -193,7 +192,7 @@ def _hand_results():
 
 
 def test_a_failing_report_leaves_the_previous_one_whole(tmp_path: Path) -> None:
-    from agents.report import write_report
+    from agents.evaluation import write_report
 
     res, means, actions = _hand_results()
     out = tmp_path / "report"
@@ -213,7 +212,7 @@ def test_a_failing_report_leaves_the_previous_one_whole(tmp_path: Path) -> None:
 
 
 def test_report_in_a_folder_with_other_files_replaces_only_report_files(tmp_path: Path) -> None:
-    from agents.report import write_report
+    from agents.evaluation import write_report
 
     res, means, actions = _hand_results()
     (tmp_path / "model.zip").write_bytes(b"keep")

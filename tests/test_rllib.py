@@ -14,9 +14,8 @@ import pytest
 
 pytest.importorskip("ray.rllib", reason="install the 'rllib' extra")
 
-from agents.evaluate import evaluate  # noqa: E402
-from agents.rllib import RLlibConfig, RLlibPolicy, train_rllib  # noqa: E402
-from agents.suite import Setup  # noqa: E402
+from agents.evaluation import Setup, evaluate  # noqa: E402
+from agents.training import TrainConfig, load_run_policy, train_rllib  # noqa: E402
 from bandwidth_traces import shared_traces_dir  # noqa: E402
 from envs import default_inputs  # noqa: E402
 from perception import DEFAULT_PROFILE  # noqa: E402
@@ -34,25 +33,24 @@ def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
     import ray
 
     setup, traces_source = _setup()
-    cfg = RLlibConfig(iterations=1, num_env_runners=0, envs_per_runner=2, train_batch=256, minibatch=128,
-                      epochs=1, episode_frames=50, checkpoint_every=1, hidden=(32, 32))
+    cfg = TrainConfig(framework="rllib", iterations=1, num_env_runners=0, envs_per_runner=2, train_batch=256,
+                      batch_size=128, n_epochs=1, episode_frames=50, checkpoint_every=1, net_arch=(32, 32))
     try:
         info = train_rllib(setup, tmp_path, str(DEFAULT_PROFILE), traces_source, cfg, log=lambda _: None)
     finally:
         ray.shutdown()
     assert info["ray_init_s"] > 0 and len(info["history"]) == 1 and info["history"][0]["env_steps"] >= 256
-    policy = RLlibPolicy.from_run(tmp_path)
+    policy = load_run_policy(tmp_path)
     res = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=0)
     assert 0.0 <= res.metrics["all"]["accuracy"] <= 1.0
     assert set(np.unique(res.rollout.action)) <= set(range(len(setup.action_names())))
     # the RLModule exports to ONNX like an SB3 policy, with the same greedy actions
-    from agents.deploy import OnnxPolicy
-    from agents.export import export_run, torch_logits
+    from agents.deploy import OnnxPolicy, export_run
 
     onnx_policy = OnnxPolicy(export_run(tmp_path))
     env = setup.factory("test")(len(setup.test_traces), setup.test_traces)
     obs, _ = env.reset(seed=0)
-    assert np.abs(onnx_policy.logits(obs) - torch_logits(policy.module, obs)).max() < 1e-4
+    assert np.abs(onnx_policy.logits(obs) - policy.logits(obs)).max() < 1e-4
     assert np.array_equal(onnx_policy.act(obs), policy.act(obs))
     assert onnx_policy.metadata["algorithm"].startswith("RLlib")
 

@@ -24,9 +24,9 @@ def test_main_job_produces_model_report_and_onnx(tmp_path: Path) -> None:
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     assert {"ppo", "cbo", "local", "oracle"} <= set(report)
-    from agents.sb3_train import load_sb3_policy
+    from agents.training import load_model
 
-    assert load_sb3_policy(out / "best_model.zip").model.num_timesteps >= 4096
+    assert load_model(out / "best_model.zip").num_timesteps >= 4096
     assert list((out / "tb").iterdir()), "TensorBoard logs"
 
 
@@ -47,9 +47,9 @@ def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
     import numpy as np
 
     from agents.deploy import OnnxPolicy
-    from agents.export import export_run
-    from agents.sb3_train import TrainConfig, load_sb3_policy, train_sb3
-    from agents.suite import Setup
+    from agents.deploy import export_run
+    from agents.evaluation import Setup
+    from agents.training import TrainConfig, load_run_policy, train_sb3
     from envs import default_inputs
 
     profile, traces = default_inputs()
@@ -59,7 +59,7 @@ def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
         out = tmp_path / algo
         res = train_sb3(setup, out, TrainConfig(algo=algo, timesteps=1024, n_envs=8, eval_freq=512,
                                                 checkpoint_freq=512, net_arch=(32, 32)), progress=False)
-        policy = load_sb3_policy(res.best_path)
+        policy = load_run_policy(out)
         assert type(policy.model).__name__.lower() == algo
         if obs is None:
             env = setup.factory("test")(8, setup.test_traces[:8])

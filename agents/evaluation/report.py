@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import EvalResult
-from .files import atomic_write_text, swap_in_folder, write_json
+from agents.policies import HEURISTICS
+from offload_common.files import atomic_write_text, swap_in_folder, write_json
+
+from .rollout import EvalResult
 
 ORACLE_NOTE = "oracle = hindsight upper reference (knows true throughput and correctness; not deployable)"
-HEURISTICS = ("cbo", "cbo+teacher", "cbo-cond", "cachenet")  # the tuned rules a learned policy must beat
 
 
 def best_heuristic(results: dict[str, EvalResult]) -> str | None:
@@ -32,7 +33,7 @@ def report_json(results: dict[str, EvalResult]) -> dict[str, Any]:
 def paired_versus(results: dict[str, EvalResult], reference: str | None = "cbo", seed: int = 0) -> dict[str, Any]:
     """Per policy and family: mean per-episode accuracy difference to ``reference`` (same episodes) with a
     bootstrap 95% interval, and the share of the reference-to-oracle gap closed."""
-    from .evaluate import bootstrap_ci
+    from .rollout import bootstrap_ci
 
     if reference is None or reference not in results:
         return {}

@@ -12,12 +12,10 @@ from bandwidth_traces import Trace, split as split_traces
 from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
 from perception import FrameProfile
 
-from .baselines import baseline_policies
-from .cachenet import tune_cachenet, tune_cbo_cond
-from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
-from .evaluate import EvalResult, evaluate, evaluate_many, make_episodes
-from .policy import Policy
-from .report import HEURISTICS
+from agents.policies import (HEURISTICS, CBOPolicy, Policy, baseline_policies, profiled_accuracy, tune_cachenet,
+                             tune_cbo, tune_cbo_cond)
+
+from .rollout import EvalResult, evaluate, evaluate_many, make_episodes
 
 
 @dataclass

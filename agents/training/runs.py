@@ -1,4 +1,12 @@
-"""Run folders: refuse to overwrite a run by accident, and resume only a run whose settings match.
+"""Run folders, one contract for stable-baselines3 and RLlib: what a run writes where, how it is checkpointed and
+resumed, and how it is read back as a policy.
+
+``RunFolder`` says where each part lives. Both frameworks write ``config.json`` (settings, once), a checkpoint and
+beside it a state record (training time, validation history, best score), the best model on validation (each
+written atomically: a file through a temporary name, a folder built aside and swapped in whole), and ``train.json``
+at the end (``training_record``). ``load_run_policy`` reads any finished run back as a ``Policy``.
+
+Run folders also refuse to be overwritten by accident and resume only a run whose settings match.
 
 A run folder holds ``config.json`` (what the run was started with; written once, never rewritten), the framework's
 checkpoints, the best model and ``train.json``. ``prepare_run_dir`` decides, before any long work, what a ``train``
@@ -16,10 +24,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .files import read_json, write_json
+from agents.policies import LearnedPolicy
+from offload_common.files import atomic_folder, atomic_path, read_json, write_json
+
+from .config import TrainConfig
 
 CONFIG = "config.json"
 RESUMES = "resumes.json"
@@ -147,3 +159,84 @@ def _flat_resumable(config: Mapping[str, Any]) -> dict[str, Any]:
             found.update(_flat_resumable(value))
     return found
 
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a run of ``framework`` keeps what. SB3's checkpoint is ``checkpoints/last.zip`` and its best model
+    ``best_model.zip``; RLlib's are the folders ``checkpoint/`` and ``best/`` (whole algorithm checkpoints)."""
+
+    root: Path
+    framework: str
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / ("checkpoints/last.zip" if self.framework == "sb3" else "checkpoint")
+
+    @property
+    def best(self) -> Path:
+        return self.root / ("best_model.zip" if self.framework == "sb3" else "best")
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / ("checkpoints/state.json" if self.framework == "sb3" else "state.json")
+
+    @property
+    def record_path(self) -> Path:
+        return self.root / "train.json"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.exists()
+
+    def read_state(self) -> dict[str, Any]:
+        return read_json(self.state_path, "checkpoint state")
+
+    def save(self, path: Path, write: Callable[[Path], None]) -> None:
+        """Write a model to ``path`` atomically: ``write(tmp)`` fills a temporary file (``*.zip``) or folder beside
+        it, which then replaces ``path`` whole."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (atomic_path(path) if path.suffix == ".zip" else atomic_folder(path)) as tmp:
+            write(tmp)
+
+    def save_checkpoint(self, write: Callable[[Path], None], state: dict[str, Any]) -> None:
+        """The checkpoint, then the state record that describes it."""
+        self.save(self.checkpoint, write)
+        write_json(self.state_path, state)
+
+
+def training_record(setup: Any, cfg: TrainConfig, observation_fields: list[str], action_names: list[str],
+                    fit_traces: int, val_traces: int, state: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """``train.json``: the settings, the observation and action layout a deployment must match, the frame profile's
+    models, the validation history and best score, plus the framework's own ``extra`` fields."""
+    return {"framework": cfg.framework, "train_config": cfg.to_dict(),
+            "observation_fields": list(observation_fields), "action_names": list(action_names),
+            "profile_models": setup.profile.meta.get("models", {}),
+            "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
+            "fit_traces": fit_traces, "val_traces": val_traces, "history": state["history"],
+            "best_val_accuracy": state["best_accuracy"], **extra}
+
+
+def load_run_model(run: str | Path) -> tuple[Any, Path, dict[str, Any]]:
+    """A finished run's best model (SB3 model or RLlib RLModule), the path it came from, and its ``train.json``.
+
+    SB3: ``best_model.zip``, else ``model.zip``; RLlib: ``best/``, else ``checkpoint/``.
+    """
+    run = Path(run)
+    if not (run / "train.json").is_file():
+        raise FileNotFoundError(f"{run}: not a finished training run folder (no train.json)")
+    info = read_json(run / "train.json", "training record")
+    if info.get("framework") == "rllib":
+        from .rllib import load_module
+
+        module, path = load_module(run)
+        return module, path, info
+    from .sb3 import load_model
+
+    path = run / "best_model.zip" if (run / "best_model.zip").exists() else run / "model.zip"
+    return load_model(path, info["train_config"]["algo"]), path, info
+
+
+def load_run_policy(run: str | Path, name: str | None = None) -> LearnedPolicy:
+    """The learned policy of a finished run folder, SB3 or RLlib (named after the folder unless ``name``)."""
+    model, _, info = load_run_model(run)
+    return LearnedPolicy(model, name or Path(run).name, info.get("framework", "sb3"))

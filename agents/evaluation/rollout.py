@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from bandwidth_traces import Trace
 
-from .policy import Policy
+from agents.policies import Policy
 
 EnvFactory = Callable[[int, Sequence[Trace]], Any]  # (num_envs, traces) -> OffloadVectorEnv over exactly those traces
 

@@ -1,35 +1,23 @@
 """Device-side runtime for an exported policy: NumPy + ONNX Runtime only (no PyTorch, no Gymnasium).
 
 ``DeviceFeatures`` turns raw device signals into the observation with the very code the environment uses
-(``envs/features.py``, NumPy-only, loaded here by path so that no simulator package is imported), and
-``OnnxPolicy`` runs the exported network. ``OnnxPolicy`` is an ``agents.Policy``, so ``agents.evaluate`` can
+(``offload_common.observation``, NumPy only: no simulator package is imported), and
+``OnnxPolicy`` runs the exported network. ``OnnxPolicy`` is an ``agents.policies.Policy``, so ``agents.evaluation`` can
 check on the simulator that the deployed artefact behaves exactly like the trained policy.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .policy import Policy
-
-
-def _features_module():
-    name = "_offload_gym_features"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "envs" / "features.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from agents.policies import Policy
+from offload_common import observation
 
 
 class OnnxPolicy(Policy):
@@ -85,7 +73,7 @@ class OnnxPolicy(Policy):
 class DeviceFeatures:
     """Builds the policy's observation from raw device signals, with the environment's own feature code.
 
-    The environment compiles ``envs/features.py``'s ``observation_into`` with Numba; here the same source runs
+    The environment compiles ``offload_common/observation.py``'s ``observation_into`` with Numba; here the same source runs
     as plain Python (no Numba, no simulator). The timing constants (deadline, round trips, server compute,
     send-buffer size, prior) describe the deployment and must match what the policy was trained with;
     ``OnnxPolicy.metadata["env_config"]`` has them.
@@ -94,9 +82,7 @@ class DeviceFeatures:
     def __init__(self, top_k: int, history: int, resolutions: tuple[int, ...], deadline_s: float,
                  remote_rtt_s: tuple[float, ...], remote_compute_s: tuple[float, ...], max_queue: int,
                  prior_mbps: float):
-        f = _features_module()
-        self._f = f
-        self.spec = f.ObservationSpec(top_k, history, tuple(resolutions), deadline_s, tuple(remote_rtt_s),
+        self.spec = observation.ObservationSpec(top_k, history, tuple(resolutions), deadline_s, tuple(remote_rtt_s),
                                       tuple(remote_compute_s), max_queue, prior_mbps)
 
     @property
@@ -104,13 +90,13 @@ class DeviceFeatures:
         return self.spec.field_names
 
     def signals(self, batch: int = 1) -> NDArray:
-        """A zeroed record array [batch] of the scalar signals (fields: ``envs/features.py`` ``SIGNALS``)."""
-        return np.zeros(batch, self._f.SIGNALS)
+        """A zeroed record array [batch] of the scalar signals (fields: ``offload_common/observation.py`` ``SIGNALS``)."""
+        return np.zeros(batch, observation.SIGNALS)
 
     def __call__(self, topk_prob: NDArray, remote_kb: NDArray, dist: NDArray, meas_mbps: NDArray,
                  signals: NDArray) -> NDArray[np.float32]:
         """Observations [B, D]: top-k probabilities [B, k], JPEG kB per remote action [B, R + 1], the distilled
         head's P(right) for the student and each remote action [B, R + 2] (``perception.distill``), measured
-        throughputs newest first [B, H], and the scalar ``signals`` [B] (see ``envs/features.py``: the answer
+        throughputs newest first [B, H], and the scalar ``signals`` [B] (see ``offload_common/observation.py``: the answer
         cache's fields come from the device's own cache and embeddings)."""
-        return self._f.build_observation(self.spec, topk_prob, remote_kb, dist, meas_mbps, signals)
+        return observation.build_observation(self.spec, topk_prob, remote_kb, dist, meas_mbps, signals)

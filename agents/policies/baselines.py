@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .policy import Policy
+from .base import Policy
 
 
 class ConstantPolicy(Policy):

@@ -35,9 +35,12 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from perception import FrameProfile
+from typing import TYPE_CHECKING
 
-from .policy import FieldIndex, Policy
+if TYPE_CHECKING:  # a type only: the policies load without the models (the device runtime imports them)
+    from perception import FrameProfile
+
+from .base import FieldIndex, Policy
 
 
 def profiled_accuracy(profile: FrameProfile) -> tuple[NDArray[np.float64], float]:

@@ -253,7 +253,7 @@ def build_observation(spec: ObservationSpec, topk_prob: NDArray, remote_kb: NDAr
     """
     signals = np.asarray(signals)
     if signals.dtype != SIGNALS:
-        raise TypeError(f"signals must be a record array of dtype envs.features.SIGNALS, got {signals.dtype}")
+        raise TypeError(f"signals must be a record array of dtype offload_common.observation.SIGNALS, got {signals.dtype}")
     b = len(signals)
     conf = confidence_features(topk_prob)
     remote_kb = np.asarray(remote_kb, np.float64).reshape(b, len(spec.resolutions) + 1)

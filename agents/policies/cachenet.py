@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from envs.features import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
+from offload_common.observation import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
 
-from .policy import FieldIndex, Policy
+from .base import FieldIndex, Policy
 
 
 def remote_actions(action_names: list[str]) -> list[str]:

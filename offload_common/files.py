@@ -1,7 +1,9 @@
 """Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps.
 
-Every result file is written to a temporary name and moved into place with ``os.replace``, so a crash never leaves a
-half-written file; a set of files (a report) is built in a temporary folder and swapped in whole. JSON is written
+The one place where the project writes files safely; every package writes through it. Every result file is written
+to a temporary name beside it and moved into place with ``os.replace`` (``atomic_path``), so a crash never leaves a
+half-written file; a set of files (a report, a checkpoint folder) is built in a temporary folder and swapped in
+whole (``atomic_folder``). JSON is written
 strictly (``NaN`` and infinities become ``null``), because strict readers (browsers, ``jq``, most other languages)
 reject the bare ``NaN`` that Python's ``json`` module writes by default. Output paths are checked before any long
 work starts, naming the flag, so a bad ``--out`` fails in a second rather than after an hour of training.
@@ -14,8 +16,9 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def strict_json(value: Any) -> Any:
@@ -29,17 +32,48 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file path beside ``path`` to write to; when the block ends without an error it replaces
+    ``path`` (``os.replace``: readers see the old file or the new one), otherwise it is deleted.
+
+    The temporary name ends with ``path``'s suffix, so writers that choose the format by suffix or append one when
+    it is missing (``numpy.savez``, ``Figure.savefig``, stable-baselines3's ``save``) write exactly that file.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A new temporary folder beside ``path`` to build a set of files in; when the block ends without an error it
+    is swapped in as ``path`` whole (``swap_in_folder``), otherwise it is deleted."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        swap_in_folder(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

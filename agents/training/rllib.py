@@ -4,47 +4,27 @@ Runs on this machine (a local Ray instance, dashboard off, loopback only) or joi
 EnvRunners are separate processes, so each builds its env from paths and the exact list of training trace
 names; failed EnvRunners are restarted instead of ending training. Checkpoints are written after every few
 iterations (to a temporary folder, then swapped in), and ``resume=True`` restores the last one. The trained
-RLModule is wrapped as an ``agents.Policy`` so the same evaluation and report apply.
+RLModule is read back as an ``agents.policies.LearnedPolicy`` so the same evaluation and report apply. Settings come
+from the shared ``TrainConfig`` (``rllib_training``), bookkeeping from the shared ``RunFolder``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from numpy.typing import NDArray
 
-from .files import read_json, swap_in_folder, write_json
-from .policy import Policy
+from agents.evaluation import Validation
+from agents.policies import LearnedPolicy
+from offload_common.files import write_json
+
+from .config import TrainConfig
+from .runs import RunFolder, training_record
 
 ENV_NAME = "offload-gym-FrameOffload"
-
-
-@dataclass(frozen=True)
-class RLlibConfig:
-    """RLlib training settings (defaults sized for 2 cores; scale num_env_runners on a cluster)."""
-
-    iterations: int = 50
-    num_env_runners: int = 1
-    envs_per_runner: int = 8
-    train_batch: int = 8192
-    minibatch: int = 1024
-    epochs: int = 10
-    lr: float = 3e-4
-    gamma: float = 0.9
-    lambda_: float = 0.9
-    entropy_coeff: float = 0.02
-    hidden: tuple[int, ...] = (256, 256)
-    reward_baseline: str = "local"
-    episode_frames: int = 300
-    checkpoint_every: int = 5
-    seed: int = 0
-    val_fraction: float = 0.2
 
 
 def make_env(env_config: dict[str, Any]):
@@ -158,7 +138,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> float:
     return time.time() - t0
 
 
-def build_config(setup: Any, profile_path: str, traces_source: str, cfg: RLlibConfig,
+def build_config(setup: Any, profile_path: str, traces_source: str, cfg: TrainConfig,
                  fit_traces: Sequence[Any] | None = None):
     """The PPOConfig over the training traces (minus validation) and training clips.
 
@@ -168,11 +148,8 @@ def build_config(setup: Any, profile_path: str, traces_source: str, cfg: RLlibCo
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from .suite import Validation
-
     fit = fit_traces if fit_traces is not None else Validation.create(setup, cfg.val_fraction, cfg.seed).fit_traces
-    env_cfg = setup.env_config("train").replace(reward_baseline=cfg.reward_baseline,
-                                                episode_frames=cfg.episode_frames)
+    env_cfg = setup.env_config("train").replace(**cfg.env_overrides())
     env_config = {"profile": profile_path, "traces": traces_source, "trace_seed": cfg.seed,
                   "config": env_cfg.to_dict(), "trace_names": [f"{t.family}/{t.name}" for t in fit]}
     register()
@@ -181,55 +158,23 @@ def build_config(setup: Any, profile_path: str, traces_source: str, cfg: RLlibCo
             .env_runners(num_env_runners=cfg.num_env_runners, num_envs_per_env_runner=cfg.envs_per_runner,
                          rollout_fragment_length="auto")
             .learners(num_learners=0)
-            .training(lr=cfg.lr, gamma=cfg.gamma, lambda_=cfg.lambda_, entropy_coeff=cfg.entropy_coeff,
-                      train_batch_size_per_learner=cfg.train_batch, minibatch_size=cfg.minibatch,
-                      num_epochs=cfg.epochs)
-            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.hidden), fcnet_activation="tanh"))
+            .training(**cfg.rllib_training())
+            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.net_arch), fcnet_activation="tanh"))
             .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100)
             .debugging(seed=cfg.seed))
 
 
-class RLlibPolicy(Policy):
-    """A trained RLModule as a ``Policy``: greedy (argmax of the action-distribution inputs)."""
+def load_module(run_dir: str | os.PathLike) -> tuple[Any, Path]:
+    """The RLModule of a run (its best-on-validation checkpoint, else the last) without a Ray cluster, and where it
+    came from. ``run_dir`` may also be a checkpoint folder itself."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
 
-    def __init__(self, module: Any, name: str = "rllib-ppo"):
-        self.module = module
-        self.name = name
-
-    def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        import torch
-
-        with torch.no_grad():
-            out = self.module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)})
-        return out["action_dist_inputs"].argmax(-1).numpy().astype(np.int64)
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, name: str = "rllib-ppo") -> "RLlibPolicy":
-        """Load the RLModule of a run (its best-on-validation checkpoint, else the last) without a Ray cluster."""
-        from ray.rllib.core.rl_module.rl_module import RLModule
-
-        run = Path(run_dir)
-        tail = Path("learner_group") / "learner" / "rl_module" / "default_policy"
-        candidates = [run / tail, run / "best" / tail, run / "checkpoint" / tail]
-        path = next((c for c in candidates if c.exists()), None)
-        if path is None:
-            raise FileNotFoundError(f"no RLlib checkpoint module under {run} (looked for best/ and checkpoint/)")
-        return cls(RLModule.from_checkpoint(path), name)
-
-
-def _swap_checkpoint(algo: Any, out: Path) -> None:
-    tmp = out / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    algo.save_to_path(str(tmp.resolve()))
-    swap_in_folder(tmp, out / "checkpoint")
-
-
-def _save_best(out: Path) -> None:
-    """Copy the checkpoint just written to ``best/`` (through a temporary folder, swapped in whole)."""
-    tmp = out / "best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(out / "checkpoint", tmp)
-    swap_in_folder(tmp, out / "best")
+    run = Path(run_dir)
+    tail = Path("learner_group") / "learner" / "rl_module" / "default_policy"
+    for root in (run, run / "best", run / "checkpoint"):
+        if (root / tail).exists():
+            return RLModule.from_checkpoint(root / tail), root
+    raise FileNotFoundError(f"no RLlib checkpoint module under {run} (looked for best/ and checkpoint/)")
 
 
 def _env_runner_nodes(algo: Any) -> list[str]:
@@ -244,12 +189,11 @@ def _env_runner_nodes(algo: Any) -> list[str]:
 
 
 def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
-                cfg: RLlibConfig = RLlibConfig(), address: str | None = None, resume: bool = False,
+                cfg: TrainConfig = TrainConfig(framework="rllib"), address: str | None = None, resume: bool = False,
                 log=print) -> dict[str, Any]:
     """Train; returns timing and per-iteration results (also written to out_dir/train.json)."""
-    from .suite import Validation
-
-    out = Path(out_dir)
+    run = RunFolder(Path(out_dir), "rllib")
+    out = run.root
     out.mkdir(parents=True, exist_ok=True)
     init_s = init_ray(address)
     log(f"ray.init: {init_s:.1f} s")
@@ -257,18 +201,22 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
     validation = Validation.create(setup, cfg.val_fraction, cfg.seed)
     algo = build_config(setup, profile_path, traces_source, cfg, validation.fit_traces).build_algo()
     build_s = time.time() - t_build
-    state_path = out / "state.json"
-    history: list[dict[str, Any]] = []
-    start_iter = 0
-    best = -1.0
-    if resume and (out / "checkpoint").exists():
-        algo.restore_from_path(str((out / "checkpoint").resolve()))
-        state = read_json(state_path, "checkpoint state")
-        history, start_iter = state["history"], state["iterations"]
-        log(f"resumed from {out / 'checkpoint'} after iteration {start_iter}")
-        if (out / "best").exists():  # the best score is read with the best model, not from the checkpoint's state
-            best = validation.accuracy(RLlibPolicy.from_run(out / "best"))
-    for it in range(start_iter, cfg.iterations):
+
+    def save_algo(path: Path) -> None:
+        algo.save_to_path(str(path.resolve()))
+
+    def policy(module: Any) -> LearnedPolicy:
+        return LearnedPolicy(module, "rllib-ppo", "rllib")
+
+    state: dict[str, Any] = {"iterations": 0, "history": [], "best_accuracy": -1.0}
+    if resume and run.has_checkpoint():
+        algo.restore_from_path(str(run.checkpoint.resolve()))
+        state = {**state, **run.read_state()}
+        log(f"resumed from {run.checkpoint} after iteration {state['iterations']}")
+        if run.best.exists():  # the best score is read with the best model, not from the checkpoint's state
+            state["best_accuracy"] = validation.accuracy(policy(load_module(run.best)[0]))
+    history: list[dict[str, Any]] = state["history"]
+    for it in range(state["iterations"], cfg.iterations):
         t0 = time.time()
         result = algo.train()
         iter_s = time.time() - t0
@@ -276,28 +224,24 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
         row = {"iteration": it + 1, "seconds": round(iter_s, 2),
                "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
                "episode_return_mean": float(runners.get("episode_return_mean", float("nan")))}
-        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-            acc = validation.accuracy(RLlibPolicy(algo.get_module()))
-            row["val_accuracy"] = acc
-            _swap_checkpoint(algo, out)
-            if acc > best:
-                best = acc
-                _save_best(out)
-            write_json(state_path, {"iterations": it + 1, "history": history + [row]})
         history.append(row)
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+            acc = validation.accuracy(policy(algo.get_module()))
+            row["val_accuracy"] = acc
+            if acc > state["best_accuracy"]:
+                state["best_accuracy"] = acc
+                run.save(run.best, save_algo)
+            run.save_checkpoint(save_algo, {**state, "iterations": it + 1, "history": history})
         log(f"iteration {it + 1}/{cfg.iterations}: {iter_s:.1f} s, return {row['episode_return_mean']:.2f}"
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
     runner_nodes = _env_runner_nodes(algo)
     algo.stop()
-    info = {"framework": "rllib", "rllib_config": asdict(cfg), "ray_init_s": round(init_s, 2),
-            "observation_fields": validation.env.observation_fields, "action_names": validation.env.action_names,
-            "profile_models": setup.profile.meta.get("models", {}),
-            "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
-            "build_s": round(build_s, 2), "history": history, "best_val_accuracy": best,
-            "seconds_per_iteration": float(np.median([h["seconds"] for h in history])) if history else None,
-            "address": address or "local", "env_runner_nodes": runner_nodes,
-            "driver_node": _driver_node()}
-    write_json(out / "train.json", info)
+    info = training_record(
+        setup, cfg, validation.env.observation_fields, validation.env.action_names, len(validation.fit_traces),
+        len(validation.val_traces), state, ray_init_s=round(init_s, 2), build_s=round(build_s, 2),
+        seconds_per_iteration=float(np.median([h["seconds"] for h in history])) if history else None,
+        address=address or "local", env_runner_nodes=runner_nodes, driver_node=_driver_node())
+    write_json(run.record_path, info)
     return info
 
 
@@ -308,19 +252,17 @@ def _driver_node() -> str:
 
 
 def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces_source: str,
-               cfg: RLlibConfig, address: str | None = None) -> dict[str, Any]:
+               cfg: TrainConfig, address: str | None = None) -> dict[str, Any]:
     """A small Ray Tune grid over learning rate and entropy coefficient; returns each trial's final return.
 
     On a local Ray (no ``address``) each trial samples in its own process (no extra EnvRunners) and trials run
     one at a time: a trial asking for 1 + num_env_runners CPUs would otherwise never be scheduled on 2 cores.
     """
-    from dataclasses import replace
-
     from ray import tune
 
     init_ray(address)
     if address is None:
-        cfg = replace(cfg, num_env_runners=0)
+        cfg = cfg.replace(num_env_runners=0)
     base = build_config(setup, profile_path, traces_source, cfg)
     space = base.training(lr=tune.grid_search([1e-4, 3e-4]), entropy_coeff=tune.grid_search([0.01, 0.02]))
     tuner = tune.Tuner("PPO", param_space=space,

@@ -1,0 +1,62 @@
+"""A trained network (stable-baselines3 or RLlib) as a ``Policy``: greedy actions, one code path for both.
+
+``greedy_module`` is the exact greedy path of the trained model as a PyTorch module, obs [B, D] -> (logits [B, A],
+action [B]): for SB3 actor-critics the feature extractor, actor MLP and action head; for DQN the Q-network; for an
+RLlib RLModule its inference forward pass. Evaluation acts with it and ONNX export traces it, so what is evaluated
+is what is deployed. PyTorch is imported only when a learned policy is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .base import Policy
+
+
+def greedy_module(model: Any):
+    """``model``'s greedy path as a ``torch.nn.Module`` in eval mode returning (logits, argmax action)."""
+    import torch
+
+    class GreedyPath(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model if not hasattr(model, "policy") else model.policy  # an RLModule, or SB3's policy
+
+        def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            if not hasattr(model, "policy"):  # an RLlib RLModule: its action-distribution inputs are the logits
+                logits = self.net.forward_inference({"obs": obs})["action_dist_inputs"]
+            elif hasattr(self.net, "q_net"):  # DQN: Q-values play the role of logits
+                logits = self.net.q_net(obs)
+            else:
+                features = self.net.extract_features(obs, self.net.pi_features_extractor)
+                logits = self.net.action_net(self.net.mlp_extractor.forward_actor(features))
+            return logits, torch.argmax(logits, dim=1)
+
+    return GreedyPath().eval()
+
+
+class LearnedPolicy(Policy):
+    """Greedy actions of a trained SB3 model or RLlib RLModule (``model``), through ``greedy_module``."""
+
+    def __init__(self, model: Any, name: str, framework: str):
+        self.model, self.name, self.framework = model, name, framework
+        self._greedy = greedy_module(model)
+
+    def logits(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Action logits (Q-values for DQN) [B, A], as the exported ONNX graph computes them."""
+        import torch
+
+        with torch.no_grad():
+            return self._greedy(torch.as_tensor(obs, dtype=torch.float32))[0].numpy()
+
+    def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        import torch
+
+        with torch.no_grad():
+            return self._greedy(torch.as_tensor(obs, dtype=torch.float32))[1].numpy().astype(np.int64)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "framework": self.framework, "model": type(self.model).__name__}

@@ -1,0 +1,18 @@
+"""Training, one contract for stable-baselines3 and RLlib.
+
+``TrainConfig`` holds every setting once and translates it for each framework; ``RunFolder`` fixes what a run
+writes where (config, checkpoint and state, best model, ``train.json``) and the rules for reusing a folder
+(``prepare_run_dir``: never overwrite silently, resume only matching settings); ``load_run_policy`` reads any
+finished run back as a ``Policy``. Frameworks are imported only when used.
+"""
+
+from .config import ALGOS, FRAMEWORKS, TrainConfig
+from .rllib import ClusterConnectError, check_cluster, train_rllib, tune_sweep
+from .runs import (RunFolder, RunFolderError, check_run_dir, holds_run, load_run_model, load_run_policy,
+                   prepare_run_dir, training_record)
+from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
+
+__all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TrainConfig",
+           "TrainResult", "check_cluster", "check_run_dir", "holds_run", "load_model", "load_run_model",
+           "load_run_policy", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3", "training_record",
+           "tune_sweep"]

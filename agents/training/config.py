@@ -1,0 +1,112 @@
+"""``TrainConfig``: one training config for stable-baselines3 and RLlib, translated into each framework's settings.
+
+The shared numbers (learning rate, network, discount, GAE lambda, entropy bonus, epochs, minibatch, validation
+share, reward baseline, seed) have one name and one default here; ``sb3_kwargs`` and ``rllib_training`` translate
+them. Settings that only one framework has say so in their comment. The CLI reads its defaults from this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+FRAMEWORKS = ("sb3", "rllib")
+ALGOS = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo",)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train, how long, and with which hyperparameters. Defaults fit the main job on 2 CPU cores."""
+
+    framework: str = "sb3"
+    algo: str = "ppo"
+    seed: int = 0
+    # length: SB3 counts environment steps, RLlib training iterations of ``train_batch`` steps
+    timesteps: int = 1_500_000
+    iterations: int = 60  # RLlib: 60 x 8,192 steps pass CBO on the default inputs
+    # what the agent learns from
+    val_fraction: float = 0.2  # share of training traces held out to pick the best model
+    reward_baseline: str = "local"  # see EnvConfig.reward_baseline: same optimum, less noise
+    episode_frames: int | None = None  # frames per training episode (None: EnvConfig's)
+    # network and optimiser (both frameworks; tanh MLP)
+    net_arch: tuple[int, ...] = (256, 256)
+    learning_rate: float = 3e-4
+    gamma: float = 0.9  # the uplink backlog couples decisions over ~10 frames at most
+    gae_lambda: float = 0.9
+    # ent_coef 0.005 collapsed to flooding the uplink by 50k steps (validation 0.647); 0.02 keeps exploring
+    ent_coef: float = 0.02
+    n_epochs: int = 10
+    batch_size: int = 1024  # PPO minibatch
+    clip_range: float = 0.2  # SB3 only: RLlib keeps its own PPO default (0.3), with which its results were measured
+    # sampling
+    n_envs: int = 32  # SB3: envs in the batched env
+    n_steps: int = 128  # SB3 PPO: steps per env between updates (32 x 128 = 4,096)
+    num_env_runners: int = 2  # RLlib: EnvRunner processes
+    envs_per_runner: int = 8  # RLlib
+    train_batch: int = 8192  # RLlib: environment steps per iteration
+    # bookkeeping: SB3 validates / checkpoints every so many steps, RLlib every ``checkpoint_every`` iterations
+    eval_freq: int = 100_000
+    checkpoint_freq: int = 100_000
+    checkpoint_every: int = 5
+    threads: int = 2  # PyTorch threads of the SB3 learner
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"TrainConfig.framework={self.framework!r}: expected one of {FRAMEWORKS}")
+        if self.algo not in ALGOS[self.framework]:
+            raise ValueError(f"TrainConfig.algo={self.algo!r}: {self.framework} trains {ALGOS[self.framework]}")
+        for name in ("timesteps", "iterations", "n_envs", "n_steps", "n_epochs", "batch_size", "envs_per_runner",
+                     "train_batch", "eval_freq", "checkpoint_freq", "checkpoint_every", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected an int >= 1")
+        if self.num_env_runners < 0:
+            raise ValueError(f"TrainConfig.num_env_runners={self.num_env_runners!r}: expected an int >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
+
+    @classmethod
+    def sized(cls, timesteps: int = 1_500_000, **settings: Any) -> "TrainConfig":
+        """A config whose SB3 validation and checkpoint cadence follow its length: validation ten times per run and
+        checkpoints five times, at most every 100,000 steps (the CLI's rule)."""
+        return cls(timesteps=timesteps, eval_freq=max(1, min(100_000, timesteps // 10)),
+                   checkpoint_freq=max(1, min(100_000, timesteps // 5)), **settings)
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> "TrainConfig":
+        """The config a run recorded (``config.json``'s ``train_config``); unknown keys are an error naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(stored) - names)
+        if unknown:
+            raise ValueError(f"train_config has unknown settings {unknown}; expected some of {sorted(names)}")
+        return cls(**{k: tuple(v) if k == "net_arch" else v for k, v in stored.items()})
+
+    def env_overrides(self) -> dict[str, Any]:
+        """``EnvConfig`` changes of the training env (both frameworks)."""
+        extra = {} if self.episode_frames is None else {"episode_frames": self.episode_frames}
+        return {"reward_baseline": self.reward_baseline, **extra}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the stable-baselines3 algorithm class (``PPO(..., **kwargs)``)."""
+        kwargs: dict[str, Any] = {"gamma": self.gamma, "learning_rate": self.learning_rate, "seed": self.seed,
+                                  "policy_kwargs": {"net_arch": list(self.net_arch)}}
+        if self.algo == "ppo":
+            kwargs.update({"n_steps": self.n_steps, "batch_size": self.batch_size, "n_epochs": self.n_epochs,
+                           "gae_lambda": self.gae_lambda, "ent_coef": self.ent_coef, "clip_range": self.clip_range})
+        elif self.algo == "a2c":
+            kwargs.update({"n_steps": 16})
+        else:
+            kwargs.update({"buffer_size": 200_000, "learning_starts": 10_000, "batch_size": 256,
+                           "train_freq": 4, "exploration_fraction": 0.2, "target_update_interval": 2_000})
+        return kwargs
+
+    def rllib_training(self) -> dict[str, Any]:
+        """Arguments of RLlib's ``PPOConfig.training`` (the network, ``net_arch``, goes to its ``rl_module``)."""
+        return {"lr": self.learning_rate, "gamma": self.gamma, "lambda_": self.gae_lambda,
+                "entropy_coeff": self.ent_coef, "train_batch_size_per_learner": self.train_batch,
+                "minibatch_size": self.batch_size, "num_epochs": self.n_epochs}
