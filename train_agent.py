@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
 
 
 def all_policy_names(setup) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .formats import DEFAULT_MAHIMAHI_WINDOW_MS, TraceFormatError, write_cooked
 from .generator import MarkovTraceModel, embedded_models

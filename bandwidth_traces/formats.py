@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offload_common.files import atomic_write_bytes
+
 from .trace import Trace
 
 MAHIMAHI_PACKET_BYTES = 1500
@@ -191,7 +193,5 @@ def parse_trace(path: str | os.PathLike, family: str | None = None, fmt: str = "
 def write_cooked(trace: Trace, path: str | os.PathLike) -> None:
     """Write a trace as a cooked file (atomically), so generated traces can be used by other tools."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     body = "".join(f"{t:.6f}\t{v:.6f}\n" for t, v in zip(trace.times_s, trace.mbps))
-    tmp.write_text(body, encoding="ascii")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, body.encode("ascii"))

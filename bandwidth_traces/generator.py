@@ -3,7 +3,8 @@
 Model (at a fixed step, 1 s by default): a hidden state s_t in {0..K-1} is a throughput quantile band of the
 family; it moves by a transition matrix fit by counting. Links differ (one FCC home line averages 0.5 Mbit/s,
 another 2.5), so each file belongs to a regime (a quantile group of per-file mean throughput) with its own
-transition matrix and start distribution; a generated trace draws its regime once, by the regimes' file shares. Within a band the throughput is drawn from the band's own
+transition matrix and start distribution; a generated trace draws its regime once, by the regimes' file shares.
+Within a band the throughput is drawn from the band's own
 empirical quantile function, and when the band does not change the previous value is kept with the probability
 measured in the data (real traces hold a rate for several seconds). This keeps the family's marginal distribution
 (mean, p10, p90, outage share) by construction and its short-range correlation through the chain and the hold.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+
+from offload_common.files import write_json
 
 from .trace import Trace
 
@@ -67,7 +70,7 @@ class MarkovTraceModel:
 
     @classmethod
     def fit(cls, traces: Sequence[Trace], n_bands: int = 16, n_levels: int = 33, step_s: float = 1.0,
-            n_regimes: int = 3, source: str = "") -> "MarkovTraceModel":
+            n_regimes: int = 3, source: str = "") -> MarkovTraceModel:
         """Fit to traces of one family (resampled to ``step_s``)."""
         fams = {t.family for t in traces}
         if len(fams) != 1:
@@ -158,12 +161,10 @@ class MarkovTraceModel:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format_version": FORMAT_VERSION, "model": "markov-modulated", **asdict(self)}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_json(path, payload)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MarkovTraceModel":
+    def load(cls, path: str | os.PathLike) -> MarkovTraceModel:
         """Read parameters written by ``save``; a wrong version or missing field raises a clear error."""
         path = Path(path)
         data = json.loads(path.read_text())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .formats import DEFAULT_MAHIMAHI_WINDOW_MS, TraceFormatError, parse_trace
 from .trace import Trace

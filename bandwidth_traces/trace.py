@@ -8,8 +8,8 @@ questions for a batch of (trace, time, bytes) triples at once, for the batched e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -95,7 +95,7 @@ class Trace:
         out = self._pack().transfer(np.zeros(shape, dtype=np.intp), start_s, nbytes)
         return float(out) if out.ndim == 0 else out
 
-    def _pack(self) -> "_Packed":
+    def _pack(self) -> _Packed:
         packed = self.__dict__.get("_packed_cache")
         if packed is None:
             packed = _Packed([self])

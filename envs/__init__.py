@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from offload_common.observation import SIGNALS, ObservationSpec, build_observation
+
+from . import kernel  # noqa: F401  (public: envs.kernel, the compiled dynamics)
 from .config import EnvConfig
 from .core import OffloadDynamics, select_profile, select_traces
-from . import kernel
-from offload_common.observation import SIGNALS, ObservationSpec, build_observation
 from .offload_env import OffloadEnv, OffloadVectorEnv, default_inputs
 
 ENV_ID = "offload/FrameOffload-v1"

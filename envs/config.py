@@ -122,7 +122,7 @@ class EnvConfig:
     def deadline_s(self) -> float:
         return self.deadline_ms / 1000.0
 
-    def replace(self, **changes: Any) -> "EnvConfig":
+    def replace(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated again)."""
         return EnvConfig(**{**asdict(self), **changes})
 
@@ -133,7 +133,7 @@ class EnvConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EnvConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
         """Rebuild from ``to_dict`` output; unknown keys are an error naming them."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known

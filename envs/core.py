@@ -11,17 +11,19 @@ traces and ``EnvConfig`` (gymnax-style: ``Tables`` are the params, ``EnvState`` 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bandwidth_traces import Trace, split as split_traces
+from bandwidth_traces import Trace
+from bandwidth_traces import split as split_traces
+from offload_common.observation import ObservationSpec, confidence_features, observation_constants
 from perception import FrameProfile
 
 from . import kernel
 from .config import EnvConfig
-from offload_common.observation import ObservationSpec, confidence_features, observation_constants
 
 DEFAULT_FPS = 30.0  # profiles written before meta["fps"] existed were rendered at 30 fps
 

@@ -146,7 +146,7 @@ class EnvState(NamedTuple):
     pieces: NDArray   # [B, max_pieces, 3] (scene, first frame in the scene, length) of each piece
 
     @classmethod
-    def zeros(cls, num_envs: int, ring: int, max_pieces: int) -> "EnvState":
+    def zeros(cls, num_envs: int, ring: int, max_pieces: int) -> EnvState:
         uploads = np.zeros((num_envs, ring, 6))
         uploads[:, :, UP_FINISH] = -np.inf
         uploads[:, :, UP_ANSWER] = np.inf
@@ -191,7 +191,7 @@ class Buffers(NamedTuple):
     signals: NDArray    # [B] SIGNALS records
 
     @classmethod
-    def zeros(cls, num_envs: int, dim: int, history: int) -> "Buffers":
+    def zeros(cls, num_envs: int, dim: int, history: int) -> Buffers:
         b = num_envs
         return cls(np.zeros((b, dim), np.float32), np.zeros((b, dim), np.float32), np.zeros(b, STEP),
                    np.zeros(b, np.int64), np.zeros((b, history)), np.zeros(b, SIGNALS))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -15,8 +16,8 @@ from numpy.typing import NDArray
 from bandwidth_traces import Trace
 from perception import FrameProfile
 
-from .config import EnvConfig
 from . import kernel
+from .config import EnvConfig
 from .core import OffloadDynamics
 
 

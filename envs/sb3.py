@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
@@ -10,8 +11,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from bandwidth_traces import Trace
 from perception import FrameProfile
 
-from .config import EnvConfig
 from . import kernel
+from .config import EnvConfig
 from .core import OffloadDynamics
 from .offload_env import _inputs, _spaces
 

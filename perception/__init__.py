@@ -10,15 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from .calibration import ece, fit_temperature, plot_reliability
-from .frames import SceneSpec, VideoDecodeError, iter_video_frames, load_labelled_images, render_scene, shared_images_dir
+from .frames import (
+    SceneSpec,
+    VideoDecodeError,
+    iter_video_frames,
+    load_labelled_images,
+    render_scene,
+    shared_images_dir,
+)
 from .profile import FrameProfile, ProfileFormatError
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "data" / "default_profile.npz"
 # the int8 student (with its pooled-features output) that built DEFAULT_PROFILE: what the device runs
 DEFAULT_STUDENT = Path(__file__).resolve().parent / "data" / "student_int8.onnx"
 
-__all__ = ["DEFAULT_PROFILE", "DEFAULT_STUDENT", "BuildConfig", "SceneSpec", "VideoDecodeError", "iter_video_frames", "FrameProfile", "ProfileFormatError", "build_profile",
-           "ece", "fit_temperature", "load_labelled_images", "plot_reliability", "render_scene", "shared_images_dir"]
+__all__ = ["DEFAULT_PROFILE", "DEFAULT_STUDENT", "BuildConfig", "SceneSpec", "VideoDecodeError", "iter_video_frames",
+           "FrameProfile", "ProfileFormatError", "build_profile", "ece", "fit_temperature", "load_labelled_images", "plot_reliability", "render_scene", "shared_images_dir"]
 
 
 def __getattr__(name: str):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import DEFAULT_PROFILE, DEFAULT_STUDENT, FrameProfile, plot_reliability, shared_images_dir
 

@@ -16,22 +16,23 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from offload_common.files import atomic_path
+
 from .calibration import ece, fit_temperature
 from .distill import fit_distilled
 from .embedding import fit_projection
 from .frames import LabelledImage, SceneSpec, iter_video_frames, load_labelled_images, render_scene
-from .models import (OnnxClassifier, decode_jpeg, export_onnx, jpeg_bytes, resize_crop, softmax, to_input,
-                     weights_sha256)
-from .profile import FORMAT_VERSION, FrameProfile
+from .models import OnnxClassifier, decode_jpeg, export_onnx, jpeg_bytes, resize_crop, softmax, to_input, weights_sha256
+from .profile import FrameProfile
 from .quantize import quantize_student
 
 
@@ -97,10 +98,8 @@ class SceneSource:
 
 
 def _atomic_savez(path: Path, **arrays: NDArray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def _calibration_frames(sources: Sequence[SceneSource], per_scene: int) -> Iterator[Image.Image]:
@@ -299,13 +298,13 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
                       "fitted on calibration frames only; on the device one extra linear layer after pooling",
                       "explained_variance": projection.explained_variance},
         "latency_ms": latency,
-        "latency_note": "batch 1, median of %d runs, ONNX Runtime CPU, %d threads, on the build machine"
-                        % (cfg.latency_repeats, cfg.threads),
+        "latency_note": f"batch 1, median of {cfg.latency_repeats} runs, ONNX Runtime CPU, {cfg.threads} threads, "
+                        "on the build machine",
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "onnxruntime": onnxruntime.__version__},
         "dataset": {**dataset, "scenes": len(sources), "calibration_scenes": int(n_calib)},
         "seed": cfg.seed,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     profile = FrameProfile(
         label=label, clip=cat["clip"], calib=calib,

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from offload_common.files import atomic_path
+
 from .models import softmax
 
 
@@ -85,8 +87,7 @@ def plot_reliability(conf_before: NDArray, conf_after: NDArray, correct: NDArray
     axes[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, out)
     return out

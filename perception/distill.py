@@ -51,7 +51,7 @@ class DistilledHead:
         return dict(zip(HEAD_KEYS, (self.mu, self.sd, self.w0, self.b0, self.w1, self.b1)))
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray]) -> "DistilledHead":
+    def from_arrays(cls, arrays: dict[str, NDArray]) -> DistilledHead:
         return cls(*(np.asarray(arrays[k], np.float32) for k in HEAD_KEYS))
 
 
@@ -109,8 +109,8 @@ def target_names(resolutions: tuple[int, ...]) -> list[str]:
     return ["student"] + [f"server@{r}" for r in resolutions] + ["teacher"]
 
 
-def fit_distilled(profile: "FrameProfile", test_fraction: float = 0.3, split_seed: int = 0, folds: int = 5,
-                  seed: int = 0) -> "FrameProfile":
+def fit_distilled(profile: FrameProfile, test_fraction: float = 0.3, split_seed: int = 0, folds: int = 5,
+                  seed: int = 0) -> FrameProfile:
     """Cross-fit the head on ``profile``'s training scenes; return the profile with ``distilled`` predictions,
     the full-train head's weights in ``device_arrays`` and the test-scene report in ``meta['distilled']``."""
     if profile.embedding is None:

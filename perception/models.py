@@ -10,12 +10,14 @@ import hashlib
 import io
 import os
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
+from offload_common.files import atomic_path
 
 MODEL_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 CROP_FRACTION = 0.875  # resize the shorter side to res / 0.875, then centre-crop res x res
@@ -35,7 +37,7 @@ def weights_path(name: str) -> Path:
     return Path(F.get_model_file_path())
 
 
-@lru_cache(maxsize=None)
+@cache
 def weights_sha256(name: str) -> str:
     """SHA-256 of the weights file, recorded in every profile so results trace back to exact weights."""
     return hashlib.sha256(weights_path(name).read_bytes()).hexdigest()
@@ -92,13 +94,11 @@ def export_onnx(name: str, image_size: int, path: str | os.PathLike, with_featur
     if with_features:
         model = _WithFeatures.wrap(model)
         outputs.append("features")
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, torch.zeros(1, 3, image_size, image_size), str(tmp), input_names=["x"],
                           output_names=outputs, dynamic_axes={k: {0: "batch"} for k in ["x", *outputs]},
                           opset_version=17, dynamo=False)
-    os.replace(tmp, path)
     return path
 
 

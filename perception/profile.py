@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from offload_common.files import atomic_path
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 NUM_CLASSES = 1000  # ImageNet-1k
@@ -79,7 +81,8 @@ class FrameProfile:
     device_arrays: dict[str, NDArray] = field(default_factory=dict)
 
     _DTYPES = {"label": np.int16, "clip": np.int32, "calib": np.bool_, "student_topk_prob": np.float32,
-               "student_topk_class": np.int16, "student_raw_conf": np.float32, "student_correct": np.bool_, "student_fp32_correct": np.bool_,
+               "student_topk_class": np.int16, "student_raw_conf": np.float32, "student_correct": np.bool_,
+               "student_fp32_correct": np.bool_,
                "server_bytes": np.int32, "server_pred": np.int16, "server_conf": np.float32,
                "server_correct": np.bool_, "teacher_bytes": np.int32, "teacher_pred": np.int16,
                "teacher_conf": np.float32, "teacher_correct": np.bool_}
@@ -178,14 +181,14 @@ class FrameProfile:
         return out
 
     # ---- selection and splitting ---------------------------------------------------------------------------
-    def select_clips(self, clip_ids: NDArray) -> "FrameProfile":
+    def select_clips(self, clip_ids: NDArray) -> FrameProfile:
         """A profile of the frames of the given clips (order kept)."""
         mask = np.isin(self.clip, np.asarray(clip_ids))
         kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[mask])
               for f in fields(self) if f.name not in ("meta", "device_arrays")}
         return FrameProfile(**kw, meta=dict(self.meta), device_arrays=dict(self.device_arrays))
 
-    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple["FrameProfile", "FrameProfile"]:
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[FrameProfile, FrameProfile]:
         """(train, test) by scene. Calibration scenes always go to train: they were used to fit the student."""
         train, test = self.split_ids(test_fraction, seed)
         return self.select_clips(train), self.select_clips(test)
@@ -213,17 +216,12 @@ class FrameProfile:
         arrays.update({name: getattr(self, name) for name in self._OPTIONAL if getattr(self, name) is not None})
         arrays.update({DEVICE_PREFIX + k: np.asarray(v) for k, v in self.device_arrays.items()})
         meta = {"format_version": FORMAT_VERSION, **self.meta}
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, meta_json=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta_json=np.array(json.dumps(meta)), **arrays)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FrameProfile":
+    def load(cls, path: str | os.PathLike) -> FrameProfile:
         """Read a profile written by ``save``; raises ProfileFormatError naming the file and what is wrong."""
         path = Path(path)
         if not path.is_file():

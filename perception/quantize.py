@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from offload_common.files import atomic_write_bytes
+
 
 def quantize_student(float_onnx: str | os.PathLike, calibration_inputs: NDArray[np.float32],
                      out: str | os.PathLike, batch: int = 16) -> Path:
@@ -38,7 +40,5 @@ def quantize_student(float_onnx: str | os.PathLike, calibration_inputs: NDArray[
         staged = Path(tmp) / "int8.onnx"
         quantize_static(str(prepped), str(staged), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        partial = out.with_name(out.name + ".tmp")
-        partial.write_bytes(staged.read_bytes())
-        os.replace(partial, out)
+        atomic_write_bytes(out, staged.read_bytes())
     return out

@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+
+from offload_common.files import atomic_path, atomic_write_text
 
 from .embedding import cosine
 
@@ -89,8 +91,8 @@ def compare(profile, videos: Sequence[str | os.PathLike], student_onnx: str | os
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = _markdown(rows, profile.fps)
-    _atomic_write(out / "temporal.md", table)
-    _atomic_write(out / "temporal.json", json.dumps({"fps": profile.fps, "rows": rows}, indent=2))
+    atomic_write_text(out / "temporal.md", table)
+    atomic_write_text(out / "temporal.json", json.dumps({"fps": profile.fps, "rows": rows}, indent=2))
     _plot(rows, out / "temporal.png", profile.fps)
     return {"table": table, "rows": rows}
 
@@ -123,13 +125,6 @@ def _plot(rows: dict, path: Path, fps: float) -> None:
     axes[1].set(title="mean cosine vs time apart", xlabel="seconds apart", ylabel="mean cosine", xscale="log")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import constant_trace, hand_profile, outage_trace
 
 from agents.evaluation import bootstrap_ci, evaluate, evaluate_many, write_report
 from agents.policies import CBOPolicy, ConstantPolicy, HindsightOracle, RandomPolicy
 from envs import EnvConfig, OffloadVectorEnv
 from offload_common.observation import ObservationSpec
-from helpers import constant_trace, hand_profile, outage_trace
 
 SPEC = ObservationSpec(top_k=5, history=4, resolutions=(112, 160, 208, 256), deadline_s=0.2,
                        remote_rtt_s=(0.03,) * 4 + (0.08,), remote_compute_s=(0.002,) * 4 + (0.02,),

@@ -11,8 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from agents.deploy import DeviceFeatures, OnnxPolicy
-from agents.deploy import export_model, torch_logits
+from agents.deploy import DeviceFeatures, OnnxPolicy, export_model, torch_logits
 from agents.evaluation import evaluate, make_episodes
 from agents.policies import LearnedPolicy
 from envs import EnvConfig, OffloadVectorEnv, default_inputs

@@ -6,12 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from helpers import constant_trace, hand_profile, outage_trace
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs import EnvConfig, OffloadEnv, OffloadVectorEnv
 from envs.sb3 import SB3OffloadVecEnv
-from helpers import constant_trace, hand_profile, outage_trace
 
 # 10 fps, 200 ms deadline, edge RTT 30 ms, cloud RTT 50 ms, no student time: every number below is by hand
 HAND = EnvConfig(fps=10, deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=8,
@@ -178,7 +178,7 @@ def test_sb3_vec_env_matches_and_reports_terminal_observation() -> None:
     obs = venv.reset()
     single = OffloadEnv(prof, traces, cfg)
     assert np.array_equal(obs[1], single.reset(seed=4)[0])
-    for t in range(5):
+    for _ in range(5):
         obs, rew, done, infos = venv.step(np.array([1, 2]))
         so, sr, _, strunc, _ = single.step(2)
         assert rew[1] == pytest.approx(sr)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import doctest
-import math
 
 import numpy as np
 import pytest
+from helpers import constant_trace, hand_profile, outage_trace
 
 import envs.offload_env
 from bandwidth_traces import TraceBank
 from envs import EnvConfig, OffloadEnv, OffloadVectorEnv, kernel
 from envs.sb3 import SB3OffloadVecEnv
-from helpers import constant_trace, hand_profile, outage_trace
 
 HAND = EnvConfig(deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=8,
                  profile_split="all", trace_split="all")  # fps: the hand profile's 10

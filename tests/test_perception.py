@@ -4,15 +4,25 @@ scenes, the embedding, distilled confidence, real video and the CLI."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from perception import (DEFAULT_PROFILE, FrameProfile, ProfileFormatError, SceneSpec, VideoDecodeError, ece,
-                        fit_temperature, iter_video_frames, render_scene, shared_images_dir)
+from perception import (
+    DEFAULT_PROFILE,
+    FrameProfile,
+    ProfileFormatError,
+    SceneSpec,
+    VideoDecodeError,
+    ece,
+    fit_temperature,
+    iter_video_frames,
+    render_scene,
+    shared_images_dir,
+)
 from perception.calibration import nll, reliability
 from perception.distill import DistilledHead, auroc, brier, distill_inputs
 from perception.embedding import cosine, fit_projection

@@ -7,8 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandwidth_traces import (MarkovTraceModel, Trace, TraceBank, TraceFormatError, embedded_models, families,
-                              family_stats, load_traces, parse_mahimahi, split)
+from bandwidth_traces import (
+    MarkovTraceModel,
+    Trace,
+    TraceBank,
+    TraceFormatError,
+    embedded_models,
+    families,
+    family_stats,
+    load_traces,
+    parse_mahimahi,
+    split,
+)
 from bandwidth_traces.__main__ import main as traces_cli
 
 

@@ -46,8 +46,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
 def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
     import numpy as np
 
-    from agents.deploy import OnnxPolicy
-    from agents.deploy import export_run
+    from agents.deploy import OnnxPolicy, export_run
     from agents.evaluation import Setup
     from agents.training import TrainConfig, load_run_policy, train_sb3
     from envs import default_inputs
@@ -57,8 +56,8 @@ def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
     obs = None
     for algo in ("a2c", "dqn"):
         out = tmp_path / algo
-        res = train_sb3(setup, out, TrainConfig(algo=algo, timesteps=1024, n_envs=8, eval_freq=512,
-                                                checkpoint_freq=512, net_arch=(32, 32)), progress=False)
+        train_sb3(setup, out, TrainConfig(algo=algo, timesteps=1024, n_envs=8, eval_freq=512,
+                                          checkpoint_freq=512, net_arch=(32, 32)), progress=False)
         policy = load_run_policy(out)
         assert type(policy.model).__name__.lower() == algo
         if obs is None:

@@ -6,10 +6,18 @@ training frameworks pick their best model on; ``named_policies`` builds (and tun
 """
 
 from .report import best_heuristic, paired_versus, write_report
-from .rollout import (EnvFactory, Episodes, EvalResult, Rollout, bootstrap_ci, evaluate, evaluate_many, make_episodes,
-                      rollout)
-from .suite import (Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer,
-                    tuned_heuristics)
+from .rollout import (
+                      EnvFactory,
+                      Episodes,
+                      EvalResult,
+                      Rollout,
+                      bootstrap_ci,
+                      evaluate,
+                      evaluate_many,
+                      make_episodes,
+                      rollout,
+)
+from .suite import Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer, tuned_heuristics
 
 __all__ = ["EnvFactory", "Episodes", "EvalResult", "Rollout", "Setup", "Validation", "best_heuristic",
            "bootstrap_ci", "evaluate", "evaluate_many", "evaluate_on_test", "make_episodes", "named_policies",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from agents.policies import HEURISTICS
-from offload_common.files import atomic_write_text, swap_in_folder, write_json
+from offload_common.files import atomic_path, atomic_write_text, swap_in_folder, write_json
 
 from .rollout import EvalResult
 
@@ -127,11 +126,10 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
 
     def save(fig, name: str) -> None:
         path = out_dir / name
-        tmp = out_dir / f".{name}.tmp.png"
         fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
-        os.replace(tmp, path)
         paths.append(path)
 
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(names) * len(fams) / 2), 4.2))
@@ -226,8 +224,8 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
         raise ValueError("no policies to report on: expected at least one evaluated policy")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.report-"))
-    try:
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.report-") as tmp:
+        build = Path(tmp)
         payload = report_json(results)
         paired = paired_versus(results, best_heuristic(results))
         write_json(build / "report.json", payload)
@@ -240,6 +238,4 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
         else:
             for path in sorted(build.iterdir()):
                 os.replace(path, out_dir / path.name)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     return payload

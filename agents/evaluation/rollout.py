@@ -8,15 +8,15 @@ between policies are paired.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bandwidth_traces import Trace
-
 from agents.policies import Policy
+from bandwidth_traces import Trace
 
 EnvFactory = Callable[[int, Sequence[Trace]], Any]  # (num_envs, traces) -> OffloadVectorEnv over exactly those traces
 

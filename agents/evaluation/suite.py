@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from bandwidth_traces import Trace, split as split_traces
+from agents.policies import (
+    HEURISTICS,
+    Policy,
+    baseline_policies,
+    profiled_accuracy,
+    tune_cachenet,
+    tune_cbo,
+    tune_cbo_cond,
+)
+from bandwidth_traces import Trace
+from bandwidth_traces import split as split_traces
 from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
 from perception import FrameProfile
-
-from agents.policies import (HEURISTICS, CBOPolicy, Policy, baseline_policies, profiled_accuracy, tune_cachenet,
-                             tune_cbo, tune_cbo_cond)
 
 from .rollout import EvalResult, evaluate, evaluate_many, make_episodes
 
@@ -28,7 +36,7 @@ class Setup:
     test_traces: list[Trace]
 
     @classmethod
-    def create(cls, profile: FrameProfile, traces: Sequence[Trace], config: EnvConfig = EnvConfig()) -> "Setup":
+    def create(cls, profile: FrameProfile, traces: Sequence[Trace], config: EnvConfig = EnvConfig()) -> Setup:
         return cls(profile, config, select_traces(traces, config.replace(trace_split="train")),
                    select_traces(traces, config.replace(trace_split="test")))
 
@@ -57,7 +65,7 @@ class Validation:
     episodes: Any
 
     @classmethod
-    def create(cls, setup: Setup, val_fraction: float, seed: int) -> "Validation":
+    def create(cls, setup: Setup, val_fraction: float, seed: int) -> Validation:
         fit, val = split_traces(setup.train_traces, val_fraction, seed + 1)
         env = setup.factory("train")(len(val), val)
         return cls(fit, val, env, make_episodes(env, 1, seed + 2))

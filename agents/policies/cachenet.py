@@ -23,8 +23,9 @@ traces and training scenes only (``tune_cbo_cond``, ``tune_cachenet``), like eve
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray

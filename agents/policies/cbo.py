@@ -29,13 +29,12 @@ CBO observes only what the observation offers (confidence and slack fields); a_r
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # a type only: the policies load without the models (the device runtime imports them)
     from perception import FrameProfile

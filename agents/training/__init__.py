@@ -8,8 +8,16 @@ finished run back as a ``Policy``. Frameworks are imported only when used.
 
 from .config import ALGOS, FRAMEWORKS, TrainConfig
 from .rllib import ClusterConnectError, check_cluster, train_rllib, tune_sweep
-from .runs import (RunFolder, RunFolderError, check_run_dir, holds_run, load_run_model, load_run_policy,
-                   prepare_run_dir, training_record)
+from .runs import (
+                   RunFolder,
+                   RunFolderError,
+                   check_run_dir,
+                   holds_run,
+                   load_run_model,
+                   load_run_policy,
+                   prepare_run_dir,
+                   training_record,
+)
 from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
 
 __all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TrainConfig",

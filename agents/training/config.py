@@ -65,14 +65,14 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 
     @classmethod
-    def sized(cls, timesteps: int = 1_500_000, **settings: Any) -> "TrainConfig":
+    def sized(cls, timesteps: int = 1_500_000, **settings: Any) -> TrainConfig:
         """A config whose SB3 validation and checkpoint cadence follow its length: validation ten times per run and
         checkpoints five times, at most every 100,000 steps (the CLI's rule)."""
         return cls(timesteps=timesteps, eval_freq=max(1, min(100_000, timesteps // 10)),
                    checkpoint_freq=max(1, min(100_000, timesteps // 5)), **settings)
 
     @classmethod
-    def from_dict(cls, stored: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, stored: dict[str, Any]) -> TrainConfig:
         """The config a run recorded (``config.json``'s ``train_config``); unknown keys are an error naming them."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(stored) - names)
@@ -88,7 +88,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
     def sb3_kwargs(self) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from agents.policies import LearnedPolicy
 from offload_common.files import atomic_folder, atomic_path, read_json, write_json

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from agents.evaluation import Setup, Validation
 from agents.policies import LearnedPolicy
