@@ -25,7 +25,8 @@ DEFAULT_PROFILE = Path(__file__).resolve().parent / "data" / "default_profile.np
 DEFAULT_STUDENT = Path(__file__).resolve().parent / "data" / "student_int8.onnx"
 
 __all__ = ["DEFAULT_PROFILE", "DEFAULT_STUDENT", "BuildConfig", "SceneSpec", "VideoDecodeError", "iter_video_frames",
-           "FrameProfile", "ProfileFormatError", "build_profile", "ece", "fit_temperature", "load_labelled_images", "plot_reliability", "render_scene", "shared_images_dir"]
+           "FrameProfile", "ProfileFormatError", "build_profile", "ece", "fit_temperature", "load_labelled_images",
+           "plot_reliability", "render_scene", "shared_images_dir"]
 
 
 def __getattr__(name: str):
