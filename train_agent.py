@@ -15,16 +15,16 @@ from pathlib import Path
 
 def all_policy_names(setup) -> list[str]:
     """Every baseline for the profile's actions (reuse included), random, the tuned heuristics (cbo, cbo+teacher,
-    cbo-cond, cachenet) and the hindsight oracle."""
+    cbo-cond, cachenet), the hindsight oracle and the link-oracle (knows the true link, not correctness)."""
     from agents.policies import HEURISTICS
 
-    return [*setup.action_names(), "random", *HEURISTICS, "oracle"]
+    return [*setup.action_names(), "random", *HEURISTICS, "oracle", "link-oracle"]
 
 
 def _print_tuning(tuning: dict) -> None:
-    from agents.policies import HEURISTICS
+    from agents.policies import HEURISTICS, TUNED_REFERENCES
 
-    for name in HEURISTICS:
+    for name in (*HEURISTICS, *TUNED_REFERENCES):
         if name in tuning:
             params = {k: v for k, v in tuning[name]["params"].items()
                       if k not in ("name", "server_accuracy", "teacher_accuracy")}
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")
     p = common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out traces"))
     p.add_argument("--policies", default="all", help="comma-separated names (local, offload@<px>, teacher, random, "
-                   "cbo, cbo+teacher, oracle) or 'all' (default)")
+                   "cbo, cbo+teacher, cbo-cond, cachenet, oracle, link-oracle) or 'all' (default)")
     p.add_argument("--episodes", type=_int_at_least(1), default=4,
                    help="episodes per test trace (default: %(default)s)")
     p.add_argument("--out", type=_nonempty(Path), default=Path("runs/evaluate"),

@@ -272,19 +272,22 @@ class OffloadDynamics:
 
         Returns ``on_time`` and ``correct`` [B, R + 1] (correct = the remote answer is right), ``bytes`` [B, R + 1],
         ``student_correct`` [B], ``can_send`` [B] (send buffer not full), ``reuse_correct`` [B] (a cached answer is
-        held and it is this frame's label) and ``pending`` [B] (uploads in flight). Only the hindsight oracle uses it.
+        held and it is this frame's label), ``pending`` [B] (uploads in flight) and ``answer_delay_s`` [B, R + 1]
+        (seconds from capture until the remote answer would be back if sent now, from the true trace and queue;
+        meaningful only where ``can_send``). Only the reference policies use it.
         """
         b = self.num_envs
         on_time = np.zeros((b, self.spec.n_actions - 2), bool)
         can_send = np.zeros(b, bool)
         reuse_correct = np.zeros(b, bool)
         pending = np.zeros(b, np.int64)
-        kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send, reuse_correct, pending)
+        delay = np.zeros(on_time.shape, np.float64)
+        kernel.preview(self._kernel_state, self._kernel_tables, on_time, can_send, reuse_correct, pending, delay)
         f = self.device_signals()["frame"]
         correct = self.tables.frames[f, self.columns["correct"]] > 0
         return {"on_time": on_time, "correct": correct[:, 1:], "bytes": self.tables.frames[f, self.columns["bytes"]],
                 "student_correct": correct[:, 0], "can_send": can_send, "reuse_correct": reuse_correct,
-                "pending": pending}
+                "pending": pending, "answer_delay_s": delay}
 
     def device_signals(self) -> dict[str, NDArray]:
         """What each device knows at its current decision time, as ``offload_common.observation.build_observation``'s inputs.

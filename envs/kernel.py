@@ -451,9 +451,9 @@ def observe(state, tables, buffers, lo, hi):
 
 
 @jit
-def preview(state, tables, on_time, can_send, reuse_right, pending):
+def preview(state, tables, on_time, can_send, reuse_right, pending, answer_delay):
     """Hindsight for the oracle, changing nothing: would each remote action be on time; is the buffer open;
-    would reusing the cached answer be right; uploads in flight."""
+    would reusing the cached answer be right; uploads in flight; seconds from capture to each remote answer."""
     device, uploads, pieces = state
     params, frames, embedding, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
     prm = params[0]
@@ -473,6 +473,7 @@ def preview(state, tables, on_time, can_send, reuse_right, pending):
             upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s,
                                    frames[frame, bytes_col + r], dev["segment"])
             answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
+            answer_delay[i, r] = answer_s - capture_s
             on_time[i, r] = can_send[i] and answer_s <= capture_s + prm["deadline_s"] + 1e-12
 
 

@@ -9,18 +9,25 @@ from typing import Any
 
 import numpy as np
 
-from agents.policies import HEURISTICS
+from agents.policies import HEURISTICS, REFERENCES
 from offload_common.files import atomic_path, atomic_write_text, swap_in_folder, write_json
 
 from .rollout import EvalResult
 
 ORACLE_NOTE = "oracle = hindsight upper reference (knows true throughput and correctness; not deployable)"
+LINK_ORACLE_NOTE = ("link-oracle = information-limited upper reference (knows the true future throughput, not "
+                    "correctness: cachenet's rule with the true in-time test, greedy per frame; not deployable)")
+
+
+def _notes(results: dict[str, EvalResult]) -> list[str]:
+    """The notes a report carries: the oracle's always, the link-oracle's when it was evaluated."""
+    return [ORACLE_NOTE] + ([LINK_ORACLE_NOTE] if "link-oracle" in results else [])
 
 
 def best_heuristic(results: dict[str, EvalResult]) -> str | None:
     """The tuned heuristic with the highest overall accuracy on these (held-out) episodes: the reference a
     learned policy's claim is made against (picking it on the test episodes is the conservative choice)."""
-    cands = {n: results[n].metrics["all"]["accuracy"] for n in HEURISTICS if n in results}
+    cands = {n: results[n].metrics["all"]["accuracy"] for n in HEURISTICS if n in results and n not in REFERENCES}
     return max(cands, key=cands.get) if cands else None
 
 
@@ -61,7 +68,7 @@ def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = N
     paired = paired_versus(results, best) if paired is None else paired
     return {"policies": {name: r.description for name, r in results.items()}, "best_heuristic": best,
             "paired_vs_best_heuristic": paired, "paired_vs_cbo": paired_versus(results, "cbo"),
-            "notes": [ORACLE_NOTE], "run": extra or {}}
+            "notes": _notes(results), "run": extra or {}}
 
 
 def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips",
@@ -70,10 +77,10 @@ def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on 
     fams = [f for f in next(iter(results.values())).metrics if f != "all"] + ["all"]
     best = {}
     for fam in fams:
-        cands = {n: r.metrics[fam]["accuracy"] for n, r in results.items() if n != "oracle" and fam in r.metrics}
+        cands = {n: r.metrics[fam]["accuracy"] for n, r in results.items() if n not in REFERENCES and fam in r.metrics}
         best[fam] = max(cands, key=cands.get) if cands else None
     lines = [f"# {title}", "", "Accuracy of the answers used (mean over episodes, [95% bootstrap interval]). "
-             "Best deployable policy per family in **bold**; " + ORACLE_NOTE + ".", "",
+             "Best deployable policy per family in **bold**; " + "; ".join(_notes(results)) + ".", "",
              "| policy | " + " | ".join(f"{f} (n={results[next(iter(results))].metrics[f]['episodes']})" for f in fams)
              + " | miss rate | MB/frame | p90 latency ms |",
              "|---|" + "---:|" * (len(fams) + 3)]
@@ -140,13 +147,13 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
         lo = acc - np.array([x["accuracy_ci95"][0] for x in m])
         hi = np.array([x["accuracy_ci95"][1] for x in m]) - acc
         ax.bar(np.arange(len(fams)) + k * width, acc, width, yerr=[lo, hi], capsize=2, label=name,
-               hatch="//" if name == "oracle" else None)
+               hatch="//" if name in REFERENCES else None)
     ax.set_xticks(np.arange(len(fams)) + 0.4 - width / 2, fams)
     ax.set_ylabel("accuracy (95% CI)")
     lows = [results[n].metrics[f]["accuracy"] for n in names for f in fams]
     ax.set_ylim(max(0.0, min(lows) - 0.1), min(1.0, max(lows) + 0.05))
     ax.legend(fontsize=7, ncol=3)
-    ax.set_title("accuracy per trace family (hatched: hindsight oracle, upper reference)")
+    ax.set_title("accuracy per trace family (hatched: upper references, oracle and link-oracle)")
     save(fig, "accuracy_per_family.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -158,7 +165,7 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
         b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
         xs = [np.median(x[b == i]) for i in range(len(edges) - 1) if (b == i).any()]
         ys = [acc[b == i].mean() for i in range(len(edges) - 1) if (b == i).any()]
-        ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=name, ls="--" if name == "oracle" else "-")
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=name, ls="--" if name in REFERENCES else "-")
     ax.set_xscale("log")
     ax.set_xlabel("trace mean uplink throughput (Mbit/s, log; octiles of test traces)")
     ax.set_ylabel("mean episode accuracy")

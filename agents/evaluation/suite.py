@@ -11,12 +11,14 @@ import numpy as np
 
 from agents.policies import (
     HEURISTICS,
+    TUNED_REFERENCES,
     Policy,
     baseline_policies,
     profiled_accuracy,
     tune_cachenet,
     tune_cbo,
     tune_cbo_cond,
+    tune_clairvoyant,
 )
 from bandwidth_traces import Trace
 from bandwidth_traces import split as split_traces
@@ -92,8 +94,9 @@ def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int 
     """The named heuristics, each tuned by grid search on training traces and training scenes only.
 
     cbo and cbo+teacher: (tau, margin), then tau_teacher; cbo-cond: (tau, margin, use_teacher); cachenet: the
-    reuse rule, the refresh knobs and (tau, margin) on top of the tuned cbo-cond. Returns the policies and, per
-    heuristic, its parameters, grid and tuning time.
+    reuse rule, the refresh knobs and (tau, margin) on top of the tuned cbo-cond. Also the tuned reference
+    link-oracle (``agents.clairvoyant``: cachenet's rule with the true in-time test), tuned the same way, starting
+    from the tuned cachenet. Returns the policies and, per name, its parameters, grid and tuning time.
     """
     score, tuned_on = training_scorer(setup, seed, episodes)
     out: dict[str, Policy] = {}
@@ -105,27 +108,34 @@ def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int 
         out.update({"cbo": cbo, "cbo+teacher": cbot})
         info["cbo"] = {"params": cbo.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
         info["cbo+teacher"] = {"params": cbot.describe()}
-    if {"cbo-cond", "cachenet"} & set(names):
+    if {"cbo-cond", "cachenet", "link-oracle"} & set(names):
         t0 = time.time()
         cond, grid = tune_cbo_cond(score)
         out["cbo-cond"] = cond
         info["cbo-cond"] = {"params": cond.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
-        if "cachenet" in names:
+        if {"cachenet", "link-oracle"} & set(names):
             t0 = time.time()
             cache, grid = tune_cachenet(score, cond)
             out["cachenet"] = cache
             info["cachenet"] = {"params": cache.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+            if "link-oracle" in names:
+                t0 = time.time()
+                link, grid = tune_clairvoyant(score, cache)
+                out["link-oracle"] = link
+                info["link-oracle"] = {"params": link.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
     return {n: out[n] for n in names if n in out}, info
 
 
 def named_policies(setup: Setup, names: Sequence[str], seed: int = 0) -> tuple[dict[str, Policy], dict[str, Any]]:
-    """Policies by name: one per action (local, offload@<r>, teacher, reuse), random, oracle, and the tuned
-    heuristics cbo, cbo+teacher, cbo-cond, cachenet (tuned on training data only)."""
+    """Policies by name: one per action (local, offload@<r>, teacher, reuse), random, oracle, the tuned
+    heuristics cbo, cbo+teacher, cbo-cond, cachenet and the tuned reference link-oracle (tuned on training data
+    only)."""
     available = baseline_policies(setup.action_names(), seed)
-    unknown = [n for n in names if n not in available and n not in HEURISTICS]
+    tunable = (*HEURISTICS, *TUNED_REFERENCES)
+    unknown = [n for n in names if n not in available and n not in tunable]
     if unknown:
-        raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + list(HEURISTICS)}")
-    tuned, tuning = tuned_heuristics(setup, [n for n in HEURISTICS if n in names], seed)
+        raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + list(tunable)}")
+    tuned, tuning = tuned_heuristics(setup, [n for n in tunable if n in names], seed)
     available.update(tuned)
     return {n: available[n] for n in names}, tuning
 

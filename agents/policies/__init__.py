@@ -1,7 +1,8 @@
 """Decision makers: every one implements ``Policy`` (batched observations -> actions).
 
 Fixed baselines and the hindsight oracle (``baselines``), the reference heuristic CBO (``cbo``), the heuristics on
-distilled confidence and the answer cache (``cachenet``: cbo-cond and cachenet), and trained networks
+distilled confidence and the answer cache (``cachenet``: cbo-cond and cachenet), the information-limited reference
+link-oracle (``clairvoyant``: knows the true future link, not which answers are right), and trained networks
 (``learned``). Each heuristic's tuning function is here too; which data it is tuned on is the evaluation's
 business (``agents.evaluation``). Imports NumPy only (PyTorch when a learned policy is built).
 """
@@ -10,10 +11,14 @@ from .base import FieldIndex, Policy
 from .baselines import ConstantPolicy, HindsightOracle, RandomPolicy, baseline_policies
 from .cachenet import CacheNetPolicy, CBOCondPolicy, remote_actions, tune_cachenet, tune_cbo_cond
 from .cbo import CBOPolicy, profiled_accuracy, tune_cbo
+from .clairvoyant import LINK_PREVIEW_FIELDS, ClairvoyantLinkPolicy, tune_clairvoyant
 from .learned import LearnedPolicy, greedy_module
 
 HEURISTICS = ("cbo", "cbo+teacher", "cbo-cond", "cachenet")  # the tuned rules a learned policy must beat
+TUNED_REFERENCES = ("link-oracle",)  # tuned like the heuristics, but read the true link: never "best heuristic"
+REFERENCES = ("oracle", *TUNED_REFERENCES)  # upper references, not deployable: never bold, never a reference to beat
 
-__all__ = ["HEURISTICS", "CBOCondPolicy", "CBOPolicy", "CacheNetPolicy", "ConstantPolicy", "FieldIndex",
+__all__ = ["HEURISTICS", "LINK_PREVIEW_FIELDS", "REFERENCES", "TUNED_REFERENCES", "CBOCondPolicy", "CBOPolicy",
+           "CacheNetPolicy", "ClairvoyantLinkPolicy", "ConstantPolicy", "FieldIndex",
            "HindsightOracle", "LearnedPolicy", "Policy", "RandomPolicy", "baseline_policies", "greedy_module",
-           "profiled_accuracy", "remote_actions", "tune_cachenet", "tune_cbo", "tune_cbo_cond"]
+           "profiled_accuracy", "remote_actions", "tune_cachenet", "tune_cbo", "tune_cbo_cond", "tune_clairvoyant"]

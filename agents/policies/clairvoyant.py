@@ -1,0 +1,142 @@
+"""``link-oracle``: an information-limited reference that knows the future bandwidth but not which answers are right.
+
+The hindsight oracle (``agents.baselines.HindsightOracle``) knows two things no device knows: the true uplink
+throughput ahead and which answers are right. The gap between the best heuristic and it therefore mixes two
+causes. ``ClairvoyantLinkPolicy`` separates them: it is cachenet's decision rule (``agents.cachenet``) with the
+*predicted* in-time test (slack at the device's throughput estimate >= margin) replaced by the *true* one, read
+from ``env.preview()``'s link fields, and its late refresh limited by the true time the answer would come back;
+the choice among actions still rests on the distilled estimates the device has. Its gap to cachenet is what
+perfect bandwidth knowledge is worth to that rule; its gap to the hindsight oracle is what knowing correctness
+is worth on top.
+
+What it is, exactly: a greedy per-frame rule (it plans nothing across frames), with knobs tuned by grid search on
+training traces x training scenes like every heuristic. So it is a REFERENCE, not a bound: a smarter use of the
+same information (a per-episode plan of the uplink, or a better rule, as a learned policy may find) can do better.
+
+Decision rule, per frame, vectorised over the batch (``gain_a = dist_a - P(student right)``, from the observation):
+
+1. reuse (cachenet's rule): a cached answer is held, ``cos_cache >= min_cos``, its age <= ``max_age_s`` (and, with
+   ``require_agree``, the student agrees with it) -> ``reuse``;
+2. else in time: among the remote actions whose answer would TRULY be back before the deadline if sent now
+   (``preview()["on_time"]``: the true trace, the queue ahead of it, a send buffer with room), the largest gain;
+   taken if it exceeds ``tau``;
+3. else late refresh (``late_refresh``): if the send buffer has room (and, with ``wait_pending``, no upload is in
+   flight) and some remote gain exceeds ``tau``, send anyway -- its answer misses this frame but refreshes the
+   cache for the frames after. Only requests whose answer would truly be back within ``max_late_s`` of capture
+   count (``preview()["answer_delay_s"]``: a refresh that crawls through a slow link, blocking it, is not sent),
+   and ``late_pick`` chooses among them: ``"gain"`` the largest gain, ``"soonest"`` the one back first;
+4. else ``local``.
+
+``wait_pending`` only gates late refreshes here: the true in-time test already accounts for the uploads ahead in
+the queue. Preview fields read: ``on_time`` [B, R + 1], ``answer_delay_s`` [B, R + 1], ``can_send`` [B],
+``pending`` [B].
+Never ``correct``, ``student_correct`` or ``reuse_correct`` (``tests/test_clairvoyant.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from offload_common.observation import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
+
+from .base import Policy
+from .cachenet import CacheNetPolicy, _grid_search
+
+LINK_PREVIEW_FIELDS = ("on_time", "answer_delay_s", "can_send", "pending")  # the only preview() fields it may read
+
+
+@dataclass
+class ClairvoyantLinkPolicy(CacheNetPolicy):
+    """REFERENCE, not deployable: cachenet's rule with the true in-time test (see the module docstring)."""
+
+    late_refresh: bool = False
+    late_pick: str = "gain"  # "gain": the largest expected gain; "soonest": the answer back first
+    max_late_s: float = 1e9  # a late refresh must truly be back within this many seconds of capture
+    name: str = "link-oracle"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.late_pick not in ("gain", "soonest"):
+            raise ValueError(f"late_pick must be 'gain' or 'soonest', got {self.late_pick!r}")
+        self._env: Any = None
+        self._cols: NDArray[np.intp] | None = None
+
+    def attach(self, env: Any) -> None:
+        """Bind the observation layout and keep the env, whose ``preview()`` gives the true link state."""
+        self.bind_fields(env.observation_fields, env.action_names)
+        remote = env.observation_spec.remote_names  # the column order of preview()'s [B, R + 1] fields
+        names = env.action_names
+        self._cols = np.array([remote.index(names[a]) for a in self._idx["actions"]], np.intp)
+        self._env = env
+
+    def link(self) -> dict[str, NDArray]:
+        """The true-link part of ``env.preview()`` (only ``LINK_PREVIEW_FIELDS``), remote columns in this
+        policy's action order."""
+        if self._env is None:
+            raise RuntimeError("ClairvoyantLinkPolicy needs attach(env) before act(): it reads the true link "
+                               "through env.preview()")
+        p = self._env.preview()
+        return {"on_time": p["on_time"][:, self._cols], "answer_delay_s": p["answer_delay_s"][:, self._cols],
+                "can_send": p["can_send"], "pending": p["pending"]}
+
+    def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        link = self.link()
+        ix = self._idx
+        gain = obs[:, ix["dist"]].astype(np.float64) - obs[:, [ix["local"]]]
+        rows = np.arange(len(obs))
+        in_time = np.where(link["on_time"], gain, -np.inf)
+        best = in_time.argmax(1)
+        go = in_time[rows, best] > self.tau
+        action = np.where(go, ix["actions"][best], ix["local_action"])
+        if self.late_refresh:
+            worth = (gain > self.tau) & (link["answer_delay_s"] <= self.max_late_s)
+            late = ~go & link["can_send"] & worth.any(1)
+            if self.wait_pending:
+                late &= link["pending"] == 0
+            score = np.where(worth, gain if self.late_pick == "gain" else -link["answer_delay_s"], -np.inf)
+            action = np.where(late, ix["actions"][score.argmax(1)], action)
+        reuse = self._reusable(obs)
+        return np.where(reuse, ix["reuse_action"], action).astype(np.int64)
+
+    def _reusable(self, obs: NDArray[np.float32]) -> NDArray[np.bool_]:
+        """Cachenet's reuse test (rule 1): held, similar enough, young enough (and agreed with, if required)."""
+        ix = self._idx
+        reuse = ((obs[:, ix["held"]] > 0.5) & (obs[:, ix["cos"]] >= self.min_cos)
+                 & (obs[:, ix["age"]] * CACHE_AGE_SCALE_S <= self.max_age_s + 1e-9))
+        if self.require_agree:
+            reuse &= obs[:, ix["agree"]] > 0.5
+        return reuse
+
+    def describe(self) -> dict[str, Any]:
+        d = {**super().describe(), "late_refresh": self.late_refresh, "late_pick": self.late_pick,
+             "max_late_s": self.max_late_s,
+             "reads_preview": list(LINK_PREVIEW_FIELDS), "kind": "reference (true future link, not deployable)"}
+        for unused in ("margin", "refresh_margin"):  # the true in-time test replaces the slack margins
+            d.pop(unused)
+        return d
+
+
+def tune_clairvoyant(score: Callable[[Policy], float], base: CacheNetPolicy
+                     ) -> tuple[ClairvoyantLinkPolicy, list[dict[str, Any]]]:
+    """Coordinate-wise grid search starting from the tuned cachenet's parameters: the late-refresh knobs
+    (whether, which request, how late at most, wait for pending), then (tau, use_teacher), then the reuse rule.
+    ``score`` evaluates on training traces and training scenes only."""
+    params: dict[str, Any] = {k: getattr(base, k) for k in ("tau", "use_teacher", "local_field", "min_cos",
+                                                           "max_age_s", "require_agree", "wait_pending")}
+    stages = [{"late_refresh": [False, True], "late_pick": ["gain", "soonest"], "wait_pending": [False, True],
+               "max_late_s": [0.5, 1.0, 2.0, 1e9]},
+              {"tau": [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)], "use_teacher": [False, True]},
+              {"min_cos": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95], "max_age_s": [0.5, 1.0, 2.0, 4.0, 1e9],
+               "require_agree": [False, True]}]
+    rows: list[dict[str, Any]] = []
+    best: ClairvoyantLinkPolicy | None = None
+    for grid in stages:
+        best, more = _grid_search(score, lambda **p: ClairvoyantLinkPolicy(**{**params, **p}), grid, "link-oracle")
+        rows += more
+        params.update({k: getattr(best, k) for k in grid})
+    return best, rows
