@@ -341,11 +341,11 @@ def _frame(device, pieces, scenes, i):
 
 
 @jit
-def _pending(uploads, i, td):
-    """Uploads of device i still in flight at td."""
+def _pending(uploads, i, decide_s):
+    """Uploads of device i still in flight at decide_s."""
     n = 0
     for s in range(uploads.shape[1]):
-        if uploads[i, s, UP_FINISH] > td:
+        if uploads[i, s, UP_FINISH] > decide_s:
             n += 1
     return n
 
