@@ -210,16 +210,21 @@ def plot_sweep(payload: dict[str, Any], out_dir: Path) -> list[Path]:
             style = "--" if p == "oracle" else "-"
             line, = ax_a.plot(x, y, style, marker="o", ms=4, lw=1.3, label=p)
             ok = np.isfinite(ci).all(1)
-            if ok.any():
-                ax_a.fill_between(x[ok], ci[ok, 0], ci[ok, 1], color=line.get_color(), alpha=0.15, lw=0)
+            if ok.any():  # accuracy lies in [0, 1]; a t-interval over 2 seeds can reach past it
+                ax_a.fill_between(x[ok], np.clip(ci[ok, 0], 0, 1), np.clip(ci[ok, 1], 0, 1), color=line.get_color(),
+                                  alpha=0.15, lw=0)
             ax_b.plot(x, [e["mb_per_frame"] for e in pts], style, marker="o", ms=4, lw=1.3, label=p,
                       color=line.get_color())
         for ax in (ax_a, ax_b):
             ax.set_xlabel(AXIS_LABELS[axis])
             if axis == "bandwidth_scale":
                 ax.set_xscale("log", base=2)
+            values = sorted({e["value"] for e in rows})
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
             ax.grid(alpha=0.3)
         ax_a.set_ylabel("accuracy (95% interval shaded)")
+        ax_a.set_ylim(max(0.0, ax_a.get_ylim()[0]), min(1.0, ax_a.get_ylim()[1]))
         ax_b.set_ylabel("MB per frame sent")
         ax_a.legend(fontsize=7, ncol=2)
         ax_a.set_title(f"accuracy vs {axis.replace('_', ' ')} (heuristics re-tuned per point)", fontsize=9)
