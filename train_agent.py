@@ -255,7 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         setup, removed = cross_setup(setup, test)
     policies, tuning = named_policies(setup, names, args.seed)
-    policies.update({pol.name: pol for pol in learned})
+    policies.update(learned)
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=True)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
