@@ -224,6 +224,26 @@ def test_train_seeds_writes_runs_only_and_refuses_to_overwrite(seeds_run: Path, 
     assert sorted(p.name for p in seeds_run.iterdir()) == before
 
 
+def test_train_seeds_reproduces_the_run_seeds_policy(seeds_run: Path, traces: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from agents.sb3_train import load_sb3_policy
+
+    out = tmp_path / "again"
+    real = train_agent._train_config
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_agent, "_train_config", lambda args: replace(real(args), threads=1))
+        assert train_agent.main(["train", "--seeds", "1", "--timesteps", "128", "--n-envs", "1",
+                                 "--traces", str(traces["train"]), "--out", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed1"]  # the runs only: no report
+    again = load_sb3_policy(out / "seed1" / "best_model.zip").model.policy.state_dict()
+    first = load_sb3_policy(seeds_run / "seed1" / "best_model.zip").model.policy.state_dict()
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
+
+
 # ---- sweep ---------------------------------------------------------------------------------------------------------
 
 def test_trace_scaled_scales_throughput_only() -> None:
