@@ -103,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
     from agents.training import load_run_policy, train_sb3
 
+    if args.seeds is not None:
+        return cmd_run_seeds(args)
     t0 = time.time()
     _check_run_out(args)
     setup, origin, _ = _load_setup(args)
@@ -181,6 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy on the training split (stable-baselines3, or RLlib with --framework rllib)."""
     from agents.training import train_sb3
 
+    if args.seeds is not None:
+        return cmd_train_seeds(args)
     _check_run_out(args)
     if args.framework == "rllib" and args.address:
         from agents.training import check_cluster
@@ -199,7 +203,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
     from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
-    from agents.training import load_run_policy
     from offload_common.files import check_output_dir
 
     check_output_dir(args.out, "--out")
@@ -207,23 +210,264 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not names and not args.runs:
         raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
                          "(e.g. local,cbo,oracle), or training runs with --runs")
+    test = None
+    if args.test_traces is not None:  # before anything slow: a bad path fails at once
+        from agents.evaluation import load_test_traces
+
+        test = load_test_traces(args.test_traces)
     setup, origin, _ = _load_setup(args)
     known = all_policy_names(setup)
     names = known if names == ["all"] else names
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
-    learned = [load_run_policy(run) for run in args.runs]  # before CBO tuning: a bad run folder fails at once
+    learned, groups = _load_runs(args.runs)  # before CBO tuning: a bad run folder fails at once
+    removed: list[str] = []
+    if test is not None:
+        from agents.evaluation import cross_setup
+
+        setup, removed = cross_setup(setup, test)
     policies, tuning = named_policies(setup, names, args.seed)
-    policies.update({pol.name: pol for pol in learned})
+    policies.update(learned)
     results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=True)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
              "cbo_tuning": tuning}
-    write_report(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra)
+    if test is None and not groups:
+        write_report(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra)
+    else:
+        _write_workflow_report(args, setup, results, extra, groups, test, removed)
     print((args.out / "report.md").read_text())
     print(f"wrote {args.out}/report.json, report.md and plots")
     return 0
+
+
+def _seed_dirs(args: argparse.Namespace) -> tuple[Path, list[tuple[int, Path]]]:
+    """``--seeds``: the seeds folder (``--out``, else runs/<algo>-seeds<s1>-<s2>...) and its run folder per seed
+    (``seed<N>``), checked before anything is loaded. With ``--resume`` a seed whose folder holds a run continues
+    it and a seed without one starts (so a multi-seed job cut short resumes where it stopped); ``--force`` starts
+    every seed again."""
+    from agents.training import RunFolderError, holds_run
+    from offload_common.files import check_output_dir
+
+    if args.resume and args.force:
+        raise RunFolderError("--resume and --force contradict each other: --resume continues the seeds' runs in "
+                             "--out, --force deletes them")
+    name = "rllib-ppo" if getattr(args, "framework", "sb3") == "rllib" else args.algo
+    base = args.out if args.out is not None else Path("runs") / f"{name}-seeds{'-'.join(map(str, args.seeds))}"
+    check_output_dir(base, "--out")
+    if holds_run(base):
+        raise RunFolderError(f"--out {base} holds a single-seed training run; --seeds writes one run per seed into "
+                             "sub-folders seed<N> of --out: choose another --out")
+    dirs = [(seed, base / f"seed{seed}") for seed in args.seeds]
+    taken = [str(d) for _, d in dirs if holds_run(d)]
+    if taken and not (args.resume or args.force):
+        raise RunFolderError(f"--out {base}: {', '.join(taken)} already hold(s) a training run; pass --resume to "
+                             "continue the seeds' runs (seeds without a run start) or --force to delete them and "
+                             "start again (or choose another --out)")
+    return base, dirs
+
+
+def _seed_args(args: argparse.Namespace, seed: int, out: Path) -> argparse.Namespace:
+    """The single-run arguments of one seed of a ``--seeds`` command (its seed, its folder, resume if it has a run)."""
+    from agents.training import holds_run
+
+    return argparse.Namespace(**{**vars(args), "seed": seed, "out": out, "seeds": None,
+                                 "resume": bool(args.resume and holds_run(out))})
+
+
+def cmd_train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds``: one training run per seed in OUT/seed<N> (the runs only; ``evaluate --runs`` or
+    ``run --seeds`` compare them). The traces are loaded once, with ``--seed``."""
+    from agents.training import train_sb3
+
+    if args.framework == "rllib" and args.tune:
+        raise ValueError("--seeds: not with --tune (a Tune sweep has its own trials); train the chosen settings "
+                         "with --seeds afterwards")
+    base, dirs = _seed_dirs(args)
+    if args.framework == "rllib" and args.address:
+        from agents.training import check_cluster
+
+        check_cluster(args.address)
+    setup, origin, source = _load_setup(args)
+    for seed, out in dirs:
+        sub = _seed_args(args, seed, out)
+        print(f"seed {seed}: {'resuming' if sub.resume else 'training'} -> {out}")
+        if args.framework == "rllib":
+            cmd_train_rllib(sub, setup, source)
+            continue
+        out, tcfg = _prepare_run(sub, setup, origin)
+        result = train_sb3(setup, out, tcfg, resume=sub.resume, progress=not args.no_progress)
+        print(f"seed {seed}: trained {result.timesteps:,} steps in {result.seconds:.0f} s; best (validation) "
+              f"{result.best_path}")
+    print(f"{len(dirs)} runs in {base}/; compare them on the same episodes with: train_agent.py evaluate --runs "
+          + " ".join(str(d) for _, d in dirs))
+    return 0
+
+
+def cmd_run_seeds(args: argparse.Namespace) -> int:
+    """``run --seeds``: the main job once per training seed, one report over all seeds.
+
+    The heuristics are tuned once (with ``--seed``), every seed's policy is trained in OUT/seed<N> and exported
+    there, and all of them are evaluated with the heuristics on one episode set (``--seed``), so each seed's
+    difference to the best heuristic is paired; the report in OUT adds the across-seed mean, min/max and 95%
+    Student-t interval of the accuracy and of that difference.
+    """
+    import time
+
+    from agents.evaluation import (
+        SEED_INTERVAL_NOTE,
+        SeedGroup,
+        across_seeds,
+        best_heuristic,
+        evaluate_on_test,
+        named_policies,
+        seeds_markdown,
+        trace_means,
+        write_report_plus,
+    )
+    from agents.training import load_run_policy, train_sb3
+
+    t0 = time.time()
+    base, dirs = _seed_dirs(args)
+    setup, origin, _ = _load_setup(args)
+    print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
+    print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
+          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}; "
+          f"training seeds {', '.join(map(str, args.seeds))}")
+    policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
+    _print_tuning(tuning)
+    trained: dict[str, dict] = {}
+    for seed, out in dirs:
+        sub = _seed_args(args, seed, out)
+        out, tcfg = _prepare_run(sub, setup, origin)
+        print(f"seed {seed}: training {args.algo.upper()} for {args.timesteps:,} steps -> {out}")
+        result = train_sb3(setup, out, tcfg, resume=sub.resume, progress=not args.no_progress)
+        name = f"{args.algo}-seed{seed}"
+        policies[name] = load_run_policy(out, name)
+        onnx_path = _export_and_check(out, setup)
+        trained[name] = {"seed": seed, "run": str(out), "train_seconds": round(result.seconds, 1),
+                         "timesteps": result.timesteps, "onnx": str(onnx_path),
+                         "best_val_accuracy": max(h["val_accuracy"] for h in result.history)}
+        print(f"seed {seed}: trained in {result.seconds:.0f} s; best validation accuracy "
+              f"{trained[name]['best_val_accuracy']:.4f}; exported {onnx_path}")
+    group = SeedGroup(args.algo, tuple(args.seeds), tuple(trained))
+    results = evaluate_on_test(setup, policies, args.episodes, args.seed, progress=not args.no_progress)
+    summary = {group.name: across_seeds(results, group, best_heuristic(results))}
+    extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
+             "seed": args.seed, "training_seeds": list(args.seeds), "runs": trained, "heuristic_tuning": tuning,
+             "total_seconds": round(time.time() - t0, 1)}
+    write_report_plus(results, base, trace_means(setup.test_traces), setup.action_names(), extra, entries=summary,
+                      meta={"across_seeds": summary, "seed_interval": SEED_INTERVAL_NOTE},
+                      sections=[seeds_markdown(summary)])
+    print()
+    print((base / "report.md").read_text())
+    print(f"{len(dirs)} runs and one report written to {base}/ in {time.time() - t0:.0f} s")
+    return 0
+
+
+def _load_runs(runs: Sequence[Path]) -> tuple[dict, list]:
+    """The learned policies of ``--runs`` by name, runs of one config that differ only in seed grouped
+    (``agents.seeds.group_runs``: named <algo>-seed<N>, with an across-seed entry in the report)."""
+    from agents.evaluation import group_runs
+    from agents.training import load_run_policy
+
+    named, groups = group_runs(runs)
+    learned = {}
+    for run, name in named:
+        pol = load_run_policy(run)
+        pol.name = name
+        learned[name] = pol
+    return learned, groups
+
+
+def _write_workflow_report(args: argparse.Namespace, setup, results: dict, extra: dict, groups: list, test,
+                           removed: list[str]) -> None:
+    """``evaluate``'s report with test traces from ``--test-traces`` (warnings for one-trace families, what was
+    removed from tuning) and/or across-seed entries for runs that differ only in seed."""
+    from agents.evaluation import (
+        SEED_INTERVAL_NOTE,
+        across_seeds,
+        best_heuristic,
+        describe_test_side,
+        mark_family_warnings,
+        runs_trained_on,
+        seeds_markdown,
+        single_trace_families,
+        trace_means,
+        write_report_plus,
+    )
+
+    warnings: list[str] = []
+    meta: dict = {}
+    if test is not None:
+        family_warnings = single_trace_families(setup.test_traces)
+        mark_family_warnings(results, family_warnings)
+        warnings += [*family_warnings.values(), *runs_trained_on(args.runs, setup.test_traces)]
+        meta["test_side"] = describe_test_side(args.test_traces, setup.test_traces, removed)
+        extra["test_traces_path"] = str(args.test_traces)
+        if removed:
+            print(f"note: {len(removed)} training trace(s) of --traces are copies of test traces and were not tuned "
+                  f"on: {', '.join(removed[:5])}{' ...' if len(removed) > 5 else ''}")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    ref = best_heuristic(results)
+    summaries = {g.name: across_seeds(results, g, ref) for g in groups}
+    if summaries:
+        meta.update({"across_seeds": summaries, "seed_interval": SEED_INTERVAL_NOTE})
+    write_report_plus(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra,
+                      warnings=warnings, entries=summaries, meta=meta,
+                      sections=[seeds_markdown(summaries)] if summaries else [])
+
+
+SWEEP_POLICIES = "local,cbo,cbo+teacher,cbo-cond,cachenet,oracle"
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Accuracy and MB/frame of every policy against the bandwidth scale and the deadline (held-out split;
+    heuristics re-tuned per point on training traces, learned runs as trained)."""
+    import time
+
+    from agents.evaluation import run_sweep, write_sweep
+    from offload_common.files import check_output_dir
+
+    t0 = time.time()
+    check_output_dir(args.out, "--out")
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if not names and not args.runs:
+        raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
+                         f"(default {SWEEP_POLICIES}), or training runs with --runs")
+    setup, origin, _ = _load_setup(args)
+    known = all_policy_names(setup)
+    names = known if names == ["all"] else names
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
+    learned, groups = _load_runs(args.runs)
+    print(f"sweep on {len(setup.test_traces)} held-out traces x {args.episodes} episode(s): bandwidth x "
+          f"{', '.join(f'{v:g}' for v in args.bandwidth_scales)}; deadline "
+          f"{', '.join(f'{v:g}' for v in args.deadlines_ms)} ms; heuristics re-tuned at every point")
+    payload = run_sweep(setup.profile, setup.train_traces, setup.test_traces, setup.config, names, learned, groups,
+                        args.bandwidth_scales, args.deadlines_ms, args.episodes, args.seed)
+    extra = {"traces": origin, "test_traces": len(setup.test_traces), "train_traces": len(setup.train_traces),
+             "episodes_per_trace": args.episodes, "seed": args.seed, "profile": str(args.profile),
+             "runs": [str(r) for r in args.runs], "total_seconds": round(time.time() - t0, 1)}
+    write_sweep(payload, args.out, extra)
+    print((args.out / "sweep.md").read_text())
+    print(f"wrote {args.out}/sweep.json, sweep.md and sweep_*.png in {time.time() - t0:.0f} s")
+    return 0
+
+
+def _listed(parse):
+    """An argparse type from a list parser that raises ValueError (argparse then names the flag in its error)."""
+    def wrapped(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    wrapped.__name__ = "list"
+    return wrapped
 
 
 def cmd_traces(args: argparse.Namespace) -> int:
@@ -282,6 +526,7 @@ def _address(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.evaluation import parse_positive_list, parse_seeds
     from agents.training import ALGOS, FRAMEWORKS, TrainConfig
     from perception import DEFAULT_PROFILE
     from perception.__main__ import add_build_args
@@ -314,6 +559,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(its settings must match this command's, except --timesteps / --iterations)")
         p.add_argument("--force", action="store_true", help="delete the run in --out and start a new one")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--seeds", type=_listed(parse_seeds), default=None, metavar="S1,S2,...",
+                       help="train one run per training seed (comma-separated, distinct, >= 0) into --out/seed<N> "
+                       "(default --out: runs/<algo>-seeds<S1>-<S2>...). train: the runs only. run: also tunes the "
+                       "heuristics once and writes one report in --out with per-seed results and the across-seed "
+                       "mean, min/max and 95%% Student-t interval, every seed evaluated on the heuristics' episodes. "
+                       "--seed still sets the traces (embedded generator), tuning and evaluation episodes; "
+                       "--resume continues the seeds that have a run and starts the others")
         return p
 
     p = training(common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)")))
@@ -336,7 +588,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_nonempty(Path), default=Path("runs/evaluate"),
                    help="report folder (default: %(default)s)")
     p.add_argument("--runs", type=_nonempty(Path), nargs="*", default=[], help="training run folders (SB3 or RLlib) to "
-                   "evaluate beside the baselines")
+                   "evaluate beside the baselines; runs whose config.json differs only in the seed (e.g. "
+                   "OUT/seed0 OUT/seed1 of train --seeds) are one learned method: each is reported as "
+                   "<algo>-seed<N> and the report adds their across-seed mean, min/max and 95%% Student-t interval, "
+                   "and of their paired difference to the best heuristic")
+    p.add_argument("--test-traces", type=_nonempty(), default=None, metavar="PATH",
+                   help="a trace file or folder (cooked or Mahimahi; .down skipped) whose every trace is a test "
+                   "trace: heuristics are tuned on the training side of --traces (minus any copy of a test trace), "
+                   "families are PATH's folders, held-out scenes as usual; a family of one trace is reported with "
+                   "a warning")
+    p = common(sub.add_parser("sweep", help="accuracy and MB/frame of every policy against bandwidth scale and "
+                              "deadline (the standard offloading figure): sweep.md, sweep.json, one PNG per axis"))
+    p.add_argument("--bandwidth-scales", type=_listed(parse_positive_list), default=[0.25, 0.5, 1.0, 2.0, 4.0],
+                   metavar="X1,X2,...", help="factors on every trace's throughput, deadline at its default "
+                   "(default: 0.25,0.5,1,2,4)")
+    p.add_argument("--deadlines-ms", type=_listed(parse_positive_list), default=[100.0, 150.0, 200.0, 300.0, 400.0],
+                   metavar="D1,D2,...", help="deadlines in ms, traces as recorded (default: 100,150,200,300,400)")
+    p.add_argument("--policies", default=SWEEP_POLICIES, help="comma-separated names or 'all' (default: "
+                   "%(default)s); heuristics are re-tuned on training traces at every point")
+    p.add_argument("--runs", type=_nonempty(Path), nargs="*", default=[], help="training run folders, used as "
+                   "trained at every point (runs differing only in seed are aggregated, as in evaluate)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=2,
+                   help="episodes per held-out trace at every point (default: %(default)s)")
+    p.add_argument("--out", type=_nonempty(Path), default=Path("runs/sweep"),
+                   help="output folder (default: %(default)s)")
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
     p.add_argument("run_dir", type=_nonempty(Path), help="training run folder (holds train.json and best_model.zip)")
     p.add_argument("-o", "--output", type=_nonempty(Path), default=None,
@@ -351,13 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "train", "evaluate", "export", "profile", "traces", "-h", "--help"}
+    commands = {"run", "train", "evaluate", "export", "profile", "traces", "sweep", "-h", "--help"}
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     args.command = ["train_agent.py", *argv]  # as given (in-process callers pass argv; sys.argv is theirs)
     handlers = {"run": cmd_run, "train": cmd_train, "traces": cmd_traces, "profile": cmd_profile,
-                "evaluate": cmd_evaluate, "export": cmd_export}
+                "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep}
     try:
         return handlers[args.cmd](args)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:  # bad input or cluster: the message says what

@@ -118,6 +118,15 @@ class Trace:
         idx = np.searchsorted(self.times_s, phase, side="right") - 1
         return wraps * self.total_bits + self._cum_bits[idx] + self.mbps[idx] * BITS_PER_MBIT * (phase - self.times_s[idx])
 
+    def scaled(self, factor: float) -> Trace:
+        """The same trace with every throughput multiplied by ``factor`` (a faster or slower network of the same
+        shape, for bandwidth sweeps). Name, family and timing stay, so splits by file are unchanged."""
+        factor = float(factor)
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"trace scale factor must be a finite number > 0, got {factor}")
+        return Trace(self.name, self.family, self.times_s, self.mbps * factor, self.duration_s,
+                     f"{self.source or self.name} x{factor:g}")
+
     def __repr__(self) -> str:
         return (f"Trace({self.family}/{self.name}, {self.times_s.size} segments, {self.duration_s:.1f} s, "
                 f"mean {self.mean_mbps:.3f} Mbit/s)")

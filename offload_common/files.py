@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,28 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         swap_in_folder(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def staged_files(out_dir: str | os.PathLike, owns: Callable[[Path], bool]) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir`` to build a set of files that must agree (a report, a sweep); when the
+    block ends without an error they are published together, otherwise nothing changes.
+
+    A missing ``out_dir``, or one holding only entries of this kind (``owns(entry)``), is swapped in whole; in a folder
+    that holds more (a run folder) each finished file replaces its old version and nothing else there is touched.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.build-"))
+    try:
+        yield build
+        if not out_dir.exists() or all(owns(p) for p in out_dir.iterdir()):
+            swap_in_folder(build, out_dir)
+        else:
+            for path in sorted(build.iterdir()):
+                os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,11 +1,23 @@
 """Evaluation: fixed, paired episodes on held-out traces and clips, the tuning of every heuristic on training data
 only, and the report (report.json / report.md / PNGs) with paired intervals against the best heuristic.
 
+Also the research workflow: test traces from another data set (``holdout``), several training seeds with
+across-seed intervals (``seeds``), and accuracy against bandwidth scale and deadline (``sweep``).
+
 ``Setup`` is one experiment's inputs and splits; ``Validation`` the held-out share of training traces both
 training frameworks pick their best model on; ``named_policies`` builds (and tunes) policies by name.
 """
 
-from .report import best_heuristic, paired_versus, write_report
+from .holdout import (
+                      cross_setup,
+                      describe_test_side,
+                      load_test_traces,
+                      mark_family_warnings,
+                      runs_trained_on,
+                      single_trace_families,
+)
+from .report import best_heuristic, is_report_file, paired_versus, write_report
+from .report_extras import write_report_plus
 from .rollout import (
                       EnvFactory,
                       Episodes,
@@ -17,8 +29,23 @@ from .rollout import (
                       make_episodes,
                       rollout,
 )
+from .seeds import (
+                      SEED_INTERVAL_NOTE,
+                      SeedGroup,
+                      across_seeds,
+                      group_runs,
+                      parse_seeds,
+                      seed_stats,
+                      seeds_markdown,
+                      t_quantile_975,
+)
 from .suite import Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer, tuned_heuristics
+from .sweep import SWEEP_FILES, parse_positive_list, run_sweep, sweep_points, write_sweep
 
-__all__ = ["EnvFactory", "Episodes", "EvalResult", "Rollout", "Setup", "Validation", "best_heuristic",
-           "bootstrap_ci", "evaluate", "evaluate_many", "evaluate_on_test", "make_episodes", "named_policies",
-           "paired_versus", "rollout", "trace_means", "training_scorer", "tuned_heuristics", "write_report"]
+__all__ = ["SEED_INTERVAL_NOTE", "SWEEP_FILES", "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup",
+           "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "cross_setup", "describe_test_side",
+           "evaluate", "evaluate_many", "evaluate_on_test", "group_runs", "is_report_file", "load_test_traces",
+           "make_episodes", "mark_family_warnings", "named_policies", "paired_versus", "parse_positive_list",
+           "parse_seeds", "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",
+           "single_trace_families", "sweep_points", "t_quantile_975", "trace_means", "training_scorer",
+           "tuned_heuristics", "write_report", "write_report_plus", "write_sweep"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.policies import HEURISTICS, REFERENCES
-from offload_common.files import atomic_path, atomic_write_text, swap_in_folder, write_json
+from offload_common.files import atomic_path, atomic_write_text, staged_files, write_json
 
 from .rollout import EvalResult
 
@@ -213,9 +212,9 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
 REPORT_FILES = ("report.json", "report_meta.json", "report.md")
 
 
-def _is_report_only(folder: Path) -> bool:
-    """Whether ``folder`` is missing or holds nothing but a report (so swapping it whole loses nothing else)."""
-    return not folder.exists() or all(p.name in REPORT_FILES or p.suffix == ".png" for p in folder.iterdir())
+def is_report_file(path: Path) -> bool:
+    """Whether ``path`` is one of the files a report writes (a folder holding only these can be swapped whole)."""
+    return path.name in REPORT_FILES or path.suffix == ".png"
 
 
 def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, trace_mean_mbps: np.ndarray,
@@ -229,10 +228,7 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
     """
     if not results:
         raise ValueError("no policies to report on: expected at least one evaluated policy")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.report-") as tmp:
-        build = Path(tmp)
+    with staged_files(out_dir, is_report_file) as build:
         payload = report_json(results)
         paired = paired_versus(results, best_heuristic(results))
         write_json(build / "report.json", payload)
@@ -240,9 +236,4 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
         atomic_write_text(build / "report.md", report_markdown(results, paired=paired))
         if plots:
             plot_report(results, trace_mean_mbps, action_names, build)
-        if _is_report_only(out_dir):
-            swap_in_folder(build, out_dir)
-        else:
-            for path in sorted(build.iterdir()):
-                os.replace(path, out_dir / path.name)
     return payload

@@ -1,0 +1,249 @@
+"""Accuracy and bytes per frame of every policy against the network's speed and the deadline: the standard figure
+of offloading papers (``train_agent.py sweep``).
+
+Two axes, each varied with the other at its baseline: the bandwidth scale (every trace's throughput multiplied by
+a factor, ``Trace.scaled``; deadline at the env's default) and the deadline (``EnvConfig.deadline_ms``; traces as
+recorded). At every point the heuristics are re-tuned by grid search on the training traces and training scenes
+*at that point* (a rule tuned for 1 Mbit/s would be unfairly stale at 0.25 Mbit/s), while learned policies are used
+as trained: that is the claim a learned controller has to survive. Every policy at a point faces the same held-out
+episodes (traces x scenes), so the points' differences are paired; a point shared by both axes (scale 1, baseline
+deadline) is computed once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agents.policies import HEURISTICS, REFERENCES, TUNED_REFERENCES, Policy
+from offload_common.files import atomic_path, atomic_write_text, staged_files, write_json
+
+from .seeds import SeedGroup, seed_stats
+
+if TYPE_CHECKING:  # the CLI parser imports this module for its list parser; the env stack loads on use
+    from bandwidth_traces import Trace
+    from envs import EnvConfig
+    from perception import FrameProfile
+
+AXES = ("bandwidth_scale", "deadline_ms")
+AXIS_LABELS = {"bandwidth_scale": "bandwidth scale (x the traces' throughput)", "deadline_ms": "deadline (ms)"}
+SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_deadline_ms.png")
+RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned at every point by grid search on "
+               "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
+               "policies are used as trained (at scale 1 and the deadline of their training)")
+
+
+def parse_positive_list(text: str) -> list[float]:
+    """``"0.25,0.5,1"`` -> ``[0.25, 0.5, 1.0]``. Raises ValueError for an empty list or item, a non-number, a
+    value <= 0 or not finite, and a repeated value."""
+    items = [s.strip() for s in str(text).split(",")]
+    if not any(items):
+        raise ValueError("empty list; expected comma-separated numbers > 0, e.g. 0.5,1,2")
+    out: list[float] = []
+    for item in items:
+        if not item:
+            raise ValueError(f"empty item in {text!r}; expected comma-separated numbers > 0, e.g. 0.5,1,2")
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number; expected comma-separated numbers > 0") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{item} is not a finite number > 0")
+        if value in out:
+            raise ValueError(f"{item} is repeated in {text!r}")
+        out.append(value)
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One distinct (bandwidth scale, deadline) combination and the axes it lies on."""
+
+    bandwidth_scale: float
+    deadline_ms: float
+    axes: tuple[str, ...]
+
+
+def sweep_points(scales: Sequence[float], deadlines_ms: Sequence[float], base_deadline_ms: float) -> list[SweepPoint]:
+    """The distinct points of both axes: (s, base deadline) for every scale s, (1, d) for every deadline d."""
+    pts: dict[tuple[float, float], list[str]] = {}
+    for s in scales:
+        pts.setdefault((float(s), float(base_deadline_ms)), []).append("bandwidth_scale")
+    for d in deadlines_ms:
+        pts.setdefault((1.0, float(d)), []).append("deadline_ms")
+    return [SweepPoint(s, d, tuple(axes)) for (s, d), axes in pts.items()]
+
+
+def _entry(policy: str, point: SweepPoint, m: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {"policy": policy, "kind": kind, "bandwidth_scale": point.bandwidth_scale,
+            "deadline_ms": point.deadline_ms, "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
+            "mb_per_frame": m["mb_per_frame"], "deadline_miss_rate": m["deadline_miss_rate"],
+            "episodes": m["episodes"], "action_mix": m["action_mix"]}
+
+
+def _kind(name: str, learned: dict[str, Policy]) -> str:
+    if name in learned:
+        return "learned"
+    if name in HEURISTICS:
+        return "heuristic (re-tuned at this point)"
+    if name in TUNED_REFERENCES:
+        return "reference (re-tuned at this point)"
+    return "reference" if name in REFERENCES else "baseline"
+
+
+def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces: Sequence[Trace],
+              base_config: EnvConfig, names: Sequence[str], learned: dict[str, Policy], groups: Sequence[SeedGroup],
+              scales: Sequence[float], deadlines_ms: Sequence[float], episodes: int, seed: int,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate ``names`` (re-tuned per point) and the ``learned`` policies at every sweep point.
+
+    Returns the sweep.json payload: one entry per (axis, value, policy) with accuracy, its bootstrap interval over
+    episodes, MB/frame, miss rate and action mix; per seed group one across-seed entry (mean and Student-t
+    interval over seeds); per point the heuristics' tuned parameters and the time it took.
+    """
+    from .suite import Setup, evaluate_on_test, named_policies
+
+    entries: list[dict[str, Any]] = []
+    points_out: list[dict[str, Any]] = []
+    for k, point in enumerate(sweep_points(scales, deadlines_ms, base_config.deadline_ms)):
+        t0 = time.time()
+        cfg = base_config.replace(deadline_ms=point.deadline_ms)
+        setup = Setup(profile, cfg, [t.scaled(point.bandwidth_scale) for t in train_traces],
+                      [t.scaled(point.bandwidth_scale) for t in test_traces])
+        policies, tuning = named_policies(setup, list(names), seed)
+        policies.update(learned)
+        results = evaluate_on_test(setup, policies, episodes, seed)
+        point_entries = [_entry(n, point, r.metrics["all"], _kind(n, learned)) for n, r in results.items()]
+        for g in groups:
+            ms = [results[p].metrics["all"] for p in g.policies]
+            acc, mb = seed_stats([m["accuracy"] for m in ms]), seed_stats([m["mb_per_frame"] for m in ms])
+            point_entries.append({
+                "policy": g.name, "kind": "learned, across seeds", "bandwidth_scale": point.bandwidth_scale,
+                "deadline_ms": point.deadline_ms, "accuracy": acc["mean"], "accuracy_ci95": acc["ci95"],
+                "accuracy_min": acc["min"], "accuracy_max": acc["max"], "seeds": list(g.seeds),
+                "policies": list(g.policies),
+                "accuracy_per_seed": [m["accuracy"] for m in ms], "mb_per_frame": mb["mean"],
+                "interval": "Student t over seeds", "episodes": ms[0]["episodes"]})
+        for axis in point.axes:
+            value = point.bandwidth_scale if axis == "bandwidth_scale" else point.deadline_ms
+            entries += [{"axis": axis, "value": value, **e} for e in point_entries]
+        seconds = round(time.time() - t0, 1)
+        points_out.append({"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms,
+                           "axes": list(point.axes), "seconds": seconds, "tuning": tuning})
+        log(f"point {k + 1}: bandwidth x{point.bandwidth_scale:g}, deadline {point.deadline_ms:g} ms "
+            f"({', '.join(point.axes)}) in {seconds} s: " + ", ".join(
+                f"{e['policy']} {e['accuracy']:.3f}" for e in point_entries))
+    order = {a: i for i, a in enumerate(AXES)}
+    entries.sort(key=lambda e: (order[e["axis"]], e["value"]))
+    return {"entries": entries, "points": points_out, "notes": [RETUNE_NOTE],
+            "axes": {"bandwidth_scale": sorted(scales), "deadline_ms": sorted(deadlines_ms)},
+            "baseline": {"bandwidth_scale": 1.0, "deadline_ms": base_config.deadline_ms}}
+
+
+def _table(payload: dict[str, Any], axis: str, fmt: Callable[[dict[str, Any]], str]) -> list[str]:
+    rows = [e for e in payload["entries"] if e["axis"] == axis]
+    values = sorted({e["value"] for e in rows})
+    policies = list(dict.fromkeys(e["policy"] for e in rows))
+    cell = {(e["policy"], e["value"]): e for e in rows}
+    unit = "x" if axis == "bandwidth_scale" else " ms"
+    lines = ["| policy | " + " | ".join(f"{v:g}{unit}" for v in values) + " |", "|---|" + "---:|" * len(values)]
+    for p in policies:
+        lines.append(f"| {p} | " + " | ".join(fmt(cell[(p, v)]) if (p, v) in cell else "-" for v in values) + " |")
+    return lines
+
+
+def _fmt_acc(e: dict[str, Any]) -> str:
+    lo, hi = e["accuracy_ci95"]
+    ci = f" [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{e['accuracy']:.3f}{ci}"
+
+
+def sweep_markdown(payload: dict[str, Any], extra: dict[str, Any]) -> str:
+    """sweep.md: per axis, accuracy [95% interval] and MB/frame of every policy at every point."""
+    lines = ["# Sweep: accuracy against bandwidth and deadline", "",
+             f"Held-out traces x held-out scenes, {extra.get('episodes_per_trace')} episode(s) per test trace, "
+             f"{extra.get('test_traces')} test traces ({extra.get('traces')}). Accuracy: mean over episodes [95% "
+             "bootstrap interval over episodes]; across-seed entries: mean over seeds [95% Student-t interval over "
+             "seeds]. The other axis is held at its baseline (bandwidth x1, deadline "
+             f"{payload['baseline']['deadline_ms']:g} ms).", "", f"**{RETUNE_NOTE}.**"]
+    for axis in AXES:
+        if not any(e["axis"] == axis for e in payload["entries"]):
+            continue
+        lines += ["", f"## Accuracy against {AXIS_LABELS[axis]}", "", *_table(payload, axis, _fmt_acc),
+                  "", f"## MB per frame against {AXIS_LABELS[axis]}", "",
+                  *_table(payload, axis, lambda e: f"{e['mb_per_frame']:.4f}")]
+    lines += ["", "Seconds per point (tuning and evaluation): " + ", ".join(
+        f"x{p['bandwidth_scale']:g}/{p['deadline_ms']:g} ms {p['seconds']}" for p in payload["points"])]
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(payload: dict[str, Any], out_dir: Path) -> list[Path]:
+    """One PNG per axis: accuracy (with its interval) and MB/frame against the axis, one line per policy
+    (seed groups as their across-seed mean; their single seeds are left out to keep the figure readable)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grouped = {p for e in payload["entries"] if e.get("kind") == "learned, across seeds" for p in e["policies"]}
+    paths = []
+    for axis in AXES:
+        rows = [e for e in payload["entries"] if e["axis"] == axis]
+        if not rows:
+            continue
+        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+        policies = list(dict.fromkeys(e["policy"] for e in rows))
+        for p in policies:
+            pts = sorted((e for e in rows if e["policy"] == p), key=lambda e: e["value"])
+            if p in grouped:
+                continue
+            x = np.array([e["value"] for e in pts])
+            y = np.array([e["accuracy"] for e in pts])
+            ci = np.array([[e["accuracy_ci95"][0] if e["accuracy_ci95"][0] is not None else np.nan,
+                            e["accuracy_ci95"][1] if e["accuracy_ci95"][1] is not None else np.nan] for e in pts],
+                          np.float64)
+            style = "--" if p == "oracle" else "-"
+            line, = ax_a.plot(x, y, style, marker="o", ms=4, lw=1.3, label=p)
+            ok = np.isfinite(ci).all(1)
+            if ok.any():  # accuracy lies in [0, 1]; a t-interval over 2 seeds can reach past it
+                ax_a.fill_between(x[ok], np.clip(ci[ok, 0], 0, 1), np.clip(ci[ok, 1], 0, 1), color=line.get_color(),
+                                  alpha=0.15, lw=0)
+            ax_b.plot(x, [e["mb_per_frame"] for e in pts], style, marker="o", ms=4, lw=1.3, label=p,
+                      color=line.get_color())
+        for ax in (ax_a, ax_b):
+            ax.set_xlabel(AXIS_LABELS[axis])
+            if axis == "bandwidth_scale":
+                ax.set_xscale("log", base=2)
+            values = sorted({e["value"] for e in rows})
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+            ax.grid(alpha=0.3)
+        ax_a.set_ylabel("accuracy (95% interval shaded)")
+        ax_a.set_ylim(max(0.0, ax_a.get_ylim()[0]), min(1.0, ax_a.get_ylim()[1]))
+        ax_b.set_ylabel("MB per frame sent")
+        ax_a.legend(fontsize=7, ncol=2)
+        ax_a.set_title(f"accuracy vs {axis.replace('_', ' ')} (heuristics re-tuned per point)", fontsize=9)
+        ax_b.set_title(f"bytes per frame vs {axis.replace('_', ' ')}", fontsize=9)
+        fig.tight_layout()
+        name = f"sweep_{axis}.png"
+        with atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        paths.append(out_dir / name)
+    return paths
+
+
+def write_sweep(payload: dict[str, Any], out_dir: str | os.PathLike, extra: dict[str, Any]) -> None:
+    """Write sweep.json (payload plus ``extra`` under ``run``), sweep.md and the PNGs as one set: built in a
+    temporary folder, then swapped in whole (a folder holding only a sweep) or file by file (a folder holding
+    more, whose other files are left alone)."""
+    with staged_files(out_dir, lambda p: p.name in SWEEP_FILES) as build:
+        write_json(build / "sweep.json", {**payload, "run": extra})
+        atomic_write_text(build / "sweep.md", sweep_markdown(payload, extra))
+        plot_sweep(payload, build)
