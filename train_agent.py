@@ -21,6 +21,16 @@ def all_policy_names(setup) -> list[str]:
     return [*setup.action_names(), "random", *HEURISTICS, "oracle", "link-oracle"]
 
 
+def _known_policies(names: list[str], setup) -> list[str]:
+    """``--policies`` as names: ``all`` means every name; an unknown name is an error listing the known ones."""
+    known = all_policy_names(setup)
+    names = known if names == ["all"] else names
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
+    return names
+
+
 def _print_tuning(tuning: dict) -> None:
     from agents.policies import HEURISTICS, TUNED_REFERENCES
 
@@ -216,11 +226,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         test = load_test_traces(args.test_traces)
     setup, origin, _ = _load_setup(args)
-    known = all_policy_names(setup)
-    names = known if names == ["all"] else names
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
+    names = _known_policies(names, setup)
     learned, groups = _load_runs(args.runs)  # before CBO tuning: a bad run folder fails at once
     removed: list[str] = []
     if test is not None:
@@ -438,11 +444,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
                          f"(default {SWEEP_POLICIES}), or training runs with --runs")
     setup, origin, _ = _load_setup(args)
-    known = all_policy_names(setup)
-    names = known if names == ["all"] else names
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"--policies: unknown {', '.join(unknown)}; expected 'all' or names from {', '.join(known)}")
+    names = _known_policies(names, setup)
     learned, groups = _load_runs(args.runs)
     print(f"sweep on {len(setup.test_traces)} held-out traces x {args.episodes} episode(s): bandwidth x "
           f"{', '.join(f'{v:g}' for v in args.bandwidth_scales)}; deadline "

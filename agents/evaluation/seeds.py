@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from .rollout import EvalResult
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
          2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555,
          2.0518, 2.0484, 2.0452, 2.0423)
+T = TypeVar("T")
+
 SEED_INTERVAL_NOTE = ("across-seed interval: 95% Student-t interval of the mean over training seeds (n - 1 degrees of "
                       "freedom); evaluation episodes are the same for every seed, so it measures the training seed's "
                       "effect only; with one seed there is no interval")
@@ -41,26 +43,36 @@ def t_quantile_975(df: int) -> float:
         + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3)
 
 
+def parse_comma_list(text: str, convert: Callable[[str], T], what: str, example: str,
+                     problem: Callable[[T], str | None]) -> list[T]:
+    """``text`` split at commas, each item ``convert``-ed; a ValueError says what is wrong (an empty list or item, an
+    item ``convert`` rejects, a value ``problem`` describes, a repeated value) and what was ``expected``."""
+    expected = f"expected comma-separated {what}, e.g. {example}"
+    items = [s.strip() for s in str(text).split(",")]
+    if not any(items):
+        raise ValueError(f"empty list; {expected}")
+    out: list[T] = []
+    for item in items:
+        if not item:
+            raise ValueError(f"empty item in {text!r}; {expected}")
+        try:
+            value = convert(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a valid value; {expected}") from None
+        why = problem(value)
+        if why:
+            raise ValueError(f"{item}: {why}; {expected}")
+        if value in out:
+            raise ValueError(f"{item} is repeated in {text!r}; each value counts once")
+        out.append(value)
+    return out
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` -> ``[0, 1, 2]``. Raises ValueError for an empty list or item, a non-integer, a negative
     seed or a repeated one (a repeated seed would train the same run twice and count it twice in the spread)."""
-    items = [s.strip() for s in str(text).split(",")]
-    if not any(items):
-        raise ValueError("empty list; expected comma-separated training seeds, e.g. 0,1,2")
-    seeds = []
-    for item in items:
-        if not item:
-            raise ValueError(f"empty item in {text!r}; expected comma-separated integers >= 0, e.g. 0,1,2")
-        try:
-            seed = int(item)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an integer; expected comma-separated integers >= 0, e.g. 0,1,2") from None
-        if seed < 0:
-            raise ValueError(f"seed {seed} is negative; expected integers >= 0")
-        if seed in seeds:
-            raise ValueError(f"seed {seed} is repeated in {text!r}; each seed trains one run")
-        seeds.append(seed)
-    return seeds
+    return parse_comma_list(text, int, "integers >= 0 (training seeds)", "0,1,2",
+                            lambda seed: "a seed is negative" if seed < 0 else None)
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agents.policies import HEURISTICS, REFERENCES, TUNED_REFERENCES, Policy
 from offload_common.files import atomic_path, atomic_write_text, staged_files, write_json
 
-from .seeds import SeedGroup, seed_stats
+from .seeds import SeedGroup, parse_comma_list, seed_stats
 
 if TYPE_CHECKING:  # the CLI parser imports this module for its list parser; the env stack loads on use
     from bandwidth_traces import Trace
@@ -41,23 +41,8 @@ RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned 
 def parse_positive_list(text: str) -> list[float]:
     """``"0.25,0.5,1"`` -> ``[0.25, 0.5, 1.0]``. Raises ValueError for an empty list or item, a non-number, a
     value <= 0 or not finite, and a repeated value."""
-    items = [s.strip() for s in str(text).split(",")]
-    if not any(items):
-        raise ValueError("empty list; expected comma-separated numbers > 0, e.g. 0.5,1,2")
-    out: list[float] = []
-    for item in items:
-        if not item:
-            raise ValueError(f"empty item in {text!r}; expected comma-separated numbers > 0, e.g. 0.5,1,2")
-        try:
-            value = float(item)
-        except ValueError:
-            raise ValueError(f"{item!r} is not a number; expected comma-separated numbers > 0") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{item} is not a finite number > 0")
-        if value in out:
-            raise ValueError(f"{item} is repeated in {text!r}")
-        out.append(value)
-    return sorted(out)
+    return sorted(parse_comma_list(text, float, "numbers > 0", "0.5,1,2",
+                                   lambda v: None if math.isfinite(v) and v > 0 else "not a finite number > 0"))
 
 
 @dataclass(frozen=True)
