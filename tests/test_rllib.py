@@ -41,6 +41,9 @@ def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
         ray.shutdown()
     assert info["ray_init_s"] > 0 and len(info["history"]) == 1 and info["history"][0]["env_steps"] >= 256
     policy = load_run_policy(tmp_path)
+    with pytest.MonkeyPatch.context() as mp:  # a relative run folder, as the CLI gets it (`--runs runs/rllib`)
+        mp.chdir(tmp_path.parent)
+        assert load_run_policy(Path(tmp_path.name)).name == tmp_path.name
     res = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=0)
     assert 0.0 <= res.metrics["all"]["accuracy"] <= 1.0
     assert set(np.unique(res.rollout.action)) <= set(range(len(setup.action_names())))

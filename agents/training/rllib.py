@@ -170,7 +170,7 @@ def load_module(run_dir: str | os.PathLike) -> tuple[Any, Path]:
     came from. ``run_dir`` may also be a checkpoint folder itself."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    run = Path(run_dir)
+    run = Path(run_dir).resolve()  # Ray reads checkpoints by URI: a relative path has no scheme and is refused
     tail = Path("learner_group") / "learner" / "rl_module" / "default_policy"
     for root in (run, run / "best", run / "checkpoint"):
         if (root / tail).exists():
