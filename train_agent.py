@@ -62,8 +62,10 @@ def _train_config(args: argparse.Namespace):
     framework = getattr(args, "framework", "sb3")
     if framework == "rllib":
         return TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
-                           num_env_runners=args.num_env_runners)
-    return TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed)
+                           num_env_runners=args.num_env_runners,
+                           bandwidth_scales=tuple(args.train_bandwidth_scales))
+    return TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed,
+                             bandwidth_scales=tuple(args.train_bandwidth_scales))
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -80,6 +82,7 @@ def _check_run_out(args: argparse.Namespace) -> Path:
     from offload_common.files import check_output_dir
 
     out = check_output_dir(_out_dir(args), "--out")
+    _train_config(args)  # settings that contradict each other fail here, before anything is loaded
     if not getattr(args, "tune", False):
         check_run_dir(out, args.resume, args.force)
     return out
@@ -554,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SB3: environment steps (default: %(default)s)")
         p.add_argument("--n-envs", type=_int_at_least(1), default=defaults.n_envs,
                        help="SB3: parallel envs in the batched env (default: %(default)s)")
+        p.add_argument("--train-bandwidth-scales", type=_listed(parse_positive_list),
+                       default=list(defaults.bandwidth_scales), metavar="S1,S2,...",
+                       help="SB3: train (and pick the best model) on the training traces at each of these throughput "
+                       "scales, e.g. 0.25,0.5,1,2,4 for a policy robust to slower and faster networks (default: 1, "
+                       "the traces as recorded)")
         p.add_argument("--out", type=_nonempty(Path), default=None,
                        help="run folder (default: runs/<algo>-seed<seed>); a folder that holds a run needs "
                        "--resume or --force")

@@ -64,3 +64,28 @@ def test_a2c_and_dqn_train_reload_and_export(tmp_path: Path) -> None:
             env = setup.factory("test")(8, setup.test_traces[:8])
             obs, _ = env.reset(seed=0)
         assert np.array_equal(OnnxPolicy(export_run(out)).act(obs), policy.act(obs))
+
+
+def test_training_on_scaled_bandwidth_fits_and_validates_on_every_scale() -> None:
+    from agents.evaluation import Setup, Validation
+    from envs import default_inputs
+
+    profile, traces = default_inputs()
+    setup = Setup.create(profile, traces)
+    plain = Validation.create(setup, 0.2, 0)
+    scaled = Validation.create(setup, 0.2, 0, (0.5, 2.0))
+    assert len(scaled.fit_traces) == 2 * len(plain.fit_traces) and len(scaled.val_traces) == 2 * len(plain.val_traces)
+    n = len(plain.val_traces)
+    for k, factor in enumerate((0.5, 2.0)):
+        for base, t in zip(plain.val_traces, scaled.val_traces[k * n:(k + 1) * n]):
+            assert (t.family, t.name) == (base.family, base.name)
+            assert t.mean_mbps == base.mean_mbps * factor or abs(t.mean_mbps / base.mean_mbps - factor) < 1e-9
+    assert scaled.env.num_envs == 2 * n  # one validation episode per scaled trace
+
+
+def test_scaled_training_flag_is_checked_before_loading(tmp_path: Path) -> None:
+    bad = _cli("train", "--train-bandwidth-scales", "0.5,0", "--out", str(tmp_path / "a"))
+    assert bad.returncode == 2 and "--train-bandwidth-scales" in bad.stderr
+    rllib = _cli("train", "--framework", "rllib", "--train-bandwidth-scales", "0.5,1", "--out", str(tmp_path / "b"))
+    assert rllib.returncode == 2 and "bandwidth_scales" in rllib.stderr and "RLlib" in rllib.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -67,8 +67,15 @@ class Validation:
     episodes: Any
 
     @classmethod
-    def create(cls, setup: Setup, val_fraction: float, seed: int) -> Validation:
+    def create(cls, setup: Setup, val_fraction: float, seed: int,
+               bandwidth_scales: Sequence[float] = (1.0,)) -> Validation:
+        """Split the training traces into fitting and validation files; with ``bandwidth_scales`` other than
+        ``(1.0,)`` both sides hold every file at each throughput scale (``Trace.scaled``), so a policy trained for a
+        range of network speeds is also picked on that range."""
         fit, val = split_traces(setup.train_traces, val_fraction, seed + 1)
+        if tuple(bandwidth_scales) != (1.0,):
+            fit = [t.scaled(s) for s in bandwidth_scales for t in fit]
+            val = [t.scaled(s) for s in bandwidth_scales for t in val]
         env = setup.factory("train")(len(val), val)
         return cls(fit, val, env, make_episodes(env, 1, seed + 2))
 

@@ -28,6 +28,9 @@ class TrainConfig:
     val_fraction: float = 0.2  # share of training traces held out to pick the best model
     reward_baseline: str = "local"  # see EnvConfig.reward_baseline: same optimum, less noise
     episode_frames: int | None = None  # frames per training episode (None: EnvConfig's)
+    # SB3: train and validate on the training traces at each of these throughput scales (domain randomisation over
+    # the network's speed); (1.0,) trains on the traces as recorded
+    bandwidth_scales: tuple[float, ...] = (1.0,)
     # network and optimiser (both frameworks; tanh MLP)
     net_arch: tuple[int, ...] = (256, 256)
     learning_rate: float = 3e-4
@@ -61,6 +64,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected an int >= 1")
         if self.num_env_runners < 0:
             raise ValueError(f"TrainConfig.num_env_runners={self.num_env_runners!r}: expected an int >= 0")
+        scales = self.bandwidth_scales
+        if not scales or not all(isinstance(s, (int, float)) and 0 < s < float("inf") for s in scales):
+            raise ValueError(f"TrainConfig.bandwidth_scales={scales!r}: expected numbers > 0")
+        if self.framework == "rllib" and tuple(scales) != (1.0,):
+            raise ValueError("TrainConfig.bandwidth_scales: RLlib trains on the traces as recorded only ((1.0,)); "
+                             "scaled training is implemented for SB3")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 
@@ -78,7 +87,7 @@ class TrainConfig:
         unknown = sorted(set(stored) - names)
         if unknown:
             raise ValueError(f"train_config has unknown settings {unknown}; expected some of {sorted(names)}")
-        return cls(**{k: tuple(v) if k == "net_arch" else v for k, v in stored.items()})
+        return cls(**{k: tuple(v) if k in ("net_arch", "bandwidth_scales") else v for k, v in stored.items()})
 
     def env_overrides(self) -> dict[str, Any]:
         """``EnvConfig`` changes of the training env (both frameworks)."""

@@ -58,7 +58,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     run = RunFolder(Path(out_dir), "sb3")
     out = run.root
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed)
+    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales)
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
     train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
     venv = VecMonitor(SB3OffloadVecEnv(tcfg.n_envs, setup.profile, fit_traces, train_cfg))
