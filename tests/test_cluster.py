@@ -47,6 +47,9 @@ def _stop(proc: subprocess.Popen, marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.time() + 10  # SIGKILL is delivered asynchronously: give the killed processes time to go
+    while _pids_naming(marker) and time.time() < deadline:
+        time.sleep(0.2)
 
 
 def _pids_naming(marker: str) -> list[int]:
