@@ -22,7 +22,6 @@ traces and training scenes only (``tune_cbo_cond``, ``tune_cachenet``), like eve
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from numpy.typing import NDArray
 from offload_common.observation import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
 
 from .base import FieldIndex, Policy
+from .tuning import MAX_AGE_GRID, MIN_COS_GRID, TAU_GRID, coordinate_search, grid_search
 
 
 def remote_actions(action_names: list[str]) -> list[str]:
@@ -64,11 +64,16 @@ class CBOCondPolicy(Policy):
                      "actions": np.array([action_names.index(a) for a in remote], np.int64),
                      "local_action": action_names.index("local")}
 
-    def _refresh(self, obs: NDArray[np.float32], margin: float) -> NDArray[np.int64]:
+    def gain(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Expected gain of each remote action over the local answer [B, actions]: P(its answer is right) minus
+        P(the student's is)."""
         if self._idx is None:
             raise RuntimeError(f"{type(self).__name__} needs attach(env) or bind_fields(...) before act()")
+        return obs[:, self._idx["dist"]].astype(np.float64) - obs[:, [self._idx["local"]]]
+
+    def _refresh(self, obs: NDArray[np.float32], margin: float) -> NDArray[np.int64]:
+        gain = self.gain(obs)  # first: it refuses an unbound policy
         ix = self._idx
-        gain = obs[:, ix["dist"]].astype(np.float64) - obs[:, [ix["local"]]]
         gain = np.where(obs[:, ix["slack"]] >= margin, gain, -np.inf)
         best = gain.argmax(1)
         go = gain[np.arange(len(obs)), best] > self.tau
@@ -106,11 +111,17 @@ class CacheNetPolicy(CBOCondPolicy):
         ix = self._idx
         if self.wait_pending:
             action = np.where(obs[:, ix["pending"]] > 0, ix["local_action"], action)
+        return np.where(self.reusable(obs), ix["reuse_action"], action).astype(np.int64)
+
+    def reusable(self, obs: NDArray[np.float32]) -> NDArray[np.bool_]:
+        """The reuse test: a remote answer is held, its frame is similar enough and young enough to this one (and,
+        if required, the student agrees with it)."""
+        ix = self._idx
         reuse = ((obs[:, ix["held"]] > 0.5) & (obs[:, ix["cos"]] >= self.min_cos)
                  & (obs[:, ix["age"]] * CACHE_AGE_SCALE_S <= self.max_age_s + 1e-9))
         if self.require_agree:
             reuse &= obs[:, ix["agree"]] > 0.5
-        return np.where(reuse, ix["reuse_action"], action).astype(np.int64)
+        return reuse
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "min_cos": self.min_cos, "max_age_s": self.max_age_s,
@@ -118,42 +129,18 @@ class CacheNetPolicy(CBOCondPolicy):
                 "wait_pending": self.wait_pending}
 
 
-def _grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], grid: dict[str, list],
-                 variant: str) -> tuple[Policy, list[dict[str, Any]]]:
-    rows, best = [], None
-    for values in itertools.product(*grid.values()):
-        params = dict(zip(grid, values))
-        pol = make(**params)
-        s = score(pol)
-        rows.append({"variant": variant, **params, "score": s})
-        if best is None or s > best[0]:
-            best = (s, pol)
-    return best[1], rows
-
-
 def tune_cbo_cond(score: Callable[[Policy], float]) -> tuple[CBOCondPolicy, list[dict[str, Any]]]:
     """Grid search of (tau, margin, use_teacher); ``score`` evaluates on training traces and scenes only."""
-    grid = {"tau": [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)],
-            "margin": [0.0, 0.1, 0.2, 0.3], "use_teacher": [False, True], "local_field": ["dist_local", "top1_prob"]}
-    return _grid_search(score, lambda **p: CBOCondPolicy(**p), grid, "cbo-cond")
+    grid = {"tau": TAU_GRID, "margin": [0.0, 0.1, 0.2, 0.3], "use_teacher": [False, True],
+            "local_field": ["dist_local", "top1_prob"]}
+    return grid_search(score, lambda **p: CBOCondPolicy(**p), grid, "cbo-cond")
 
 
 def tune_cachenet(score: Callable[[Policy], float], base: CBOCondPolicy) -> tuple[CacheNetPolicy, list[dict[str, Any]]]:
     """Coordinate-wise grid search on top of the tuned cbo-cond: the reuse rule, then the refresh knobs, then
     (tau, margin) under them. ``score`` evaluates on training traces and scenes only."""
-    def make(params: dict[str, Any]) -> Callable[..., CacheNetPolicy]:
-        return lambda **p: CacheNetPolicy(**{**params, **p})
-
-    params: dict[str, Any] = {"tau": base.tau, "margin": base.margin, "use_teacher": base.use_teacher,
-                              "local_field": base.local_field}
-    rows: list[dict[str, Any]] = []
-    stages = [{"min_cos": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95], "max_age_s": [0.5, 1.0, 2.0, 4.0, 1e9],
-               "require_agree": [False, True]},
+    start = {"tau": base.tau, "margin": base.margin, "use_teacher": base.use_teacher, "local_field": base.local_field}
+    stages = [{"min_cos": MIN_COS_GRID, "max_age_s": MAX_AGE_GRID, "require_agree": [False, True]},
               {"refresh_margin": [None, 0.0, -0.5, -5.0], "wait_pending": [False, True]},
-              {"tau": [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)], "margin": [0.0, 0.1, 0.2, 0.3]}]
-    best: CacheNetPolicy | None = None
-    for grid in stages:
-        best, more = _grid_search(score, make(params), grid, "cachenet")
-        rows += more
-        params.update({k: getattr(best, k) for k in grid})
-    return best, rows
+              {"tau": TAU_GRID, "margin": [0.0, 0.1, 0.2, 0.3]}]
+    return coordinate_search(score, CacheNetPolicy, start, stages, "cachenet")

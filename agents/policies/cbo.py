@@ -28,7 +28,6 @@ CBO observes only what the observation offers (confidence and slack fields); a_r
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ if TYPE_CHECKING:  # a type only: the policies load without the models (the devi
     from perception import FrameProfile
 
 from .base import FieldIndex, Policy
+from .tuning import grid_search
 
 
 def profiled_accuracy(profile: FrameProfile) -> tuple[NDArray[np.float64], float]:
@@ -109,21 +109,10 @@ def tune_cbo(score: Callable[[Policy], float], server_accuracy: NDArray, teacher
     taus = np.round(np.arange(-0.30, 0.51, 0.05), 3) if taus is None else taus
     margins = np.array([0.0, 0.1, 0.2, 0.3]) if margins is None else margins
     taus_teacher = np.round(np.arange(-0.1, 0.71, 0.1), 3) if taus_teacher is None else taus_teacher
-    grid = []
-    best = None
-    for tau, m in itertools.product(taus, margins):
-        pol = CBOPolicy(server_accuracy, teacher_accuracy, float(tau), float(m))
-        s = score(pol)
-        grid.append({"variant": "cbo", "tau": float(tau), "margin": float(m), "score": s})
-        if best is None or s > best[0]:
-            best = (s, pol)
-    cbo = best[1]
-    best_t = None
-    for tt in taus_teacher:
-        pol = CBOPolicy(server_accuracy, teacher_accuracy, cbo.tau, cbo.margin, float(tt), name="cbo+teacher")
-        s = score(pol)
-        grid.append({"variant": "cbo+teacher", "tau": cbo.tau, "margin": cbo.margin, "tau_teacher": float(tt),
-                     "score": s})
-        if best_t is None or s > best_t[0]:
-            best_t = (s, pol)
-    return cbo, best_t[1], grid
+    cbo, grid = grid_search(score, lambda tau, margin: CBOPolicy(server_accuracy, teacher_accuracy, tau, margin),
+                            {"tau": [float(t) for t in taus], "margin": [float(m) for m in margins]}, "cbo")
+    cbot, more = grid_search(score, lambda tau_teacher: CBOPolicy(server_accuracy, teacher_accuracy, cbo.tau,
+                                                                 cbo.margin, tau_teacher, name="cbo+teacher"),
+                             {"tau_teacher": [float(t) for t in taus_teacher]}, "cbo+teacher",
+                             fixed={"tau": cbo.tau, "margin": cbo.margin})
+    return cbo, cbot, grid + more

@@ -42,10 +42,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from offload_common.observation import CACHE_AGE_SCALE_S  # the observation's cache_age is seconds / this
-
 from .base import Policy
-from .cachenet import CacheNetPolicy, _grid_search
+from .cachenet import CacheNetPolicy
+from .tuning import MAX_AGE_GRID, MIN_COS_GRID, TAU_GRID, coordinate_search
 
 LINK_PREVIEW_FIELDS = ("on_time", "answer_delay_s", "can_send", "pending")  # the only preview() fields it may read
 
@@ -87,7 +86,7 @@ class ClairvoyantLinkPolicy(CacheNetPolicy):
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.int64]:
         link = self.link()
         ix = self._idx
-        gain = obs[:, ix["dist"]].astype(np.float64) - obs[:, [ix["local"]]]
+        gain = self.gain(obs)
         rows = np.arange(len(obs))
         in_time = np.where(link["on_time"], gain, -np.inf)
         best = in_time.argmax(1)
@@ -100,17 +99,7 @@ class ClairvoyantLinkPolicy(CacheNetPolicy):
                 late &= link["pending"] == 0
             score = np.where(worth, gain if self.late_pick == "gain" else -link["answer_delay_s"], -np.inf)
             action = np.where(late, ix["actions"][score.argmax(1)], action)
-        reuse = self._reusable(obs)
-        return np.where(reuse, ix["reuse_action"], action).astype(np.int64)
-
-    def _reusable(self, obs: NDArray[np.float32]) -> NDArray[np.bool_]:
-        """Cachenet's reuse test (rule 1): held, similar enough, young enough (and agreed with, if required)."""
-        ix = self._idx
-        reuse = ((obs[:, ix["held"]] > 0.5) & (obs[:, ix["cos"]] >= self.min_cos)
-                 & (obs[:, ix["age"]] * CACHE_AGE_SCALE_S <= self.max_age_s + 1e-9))
-        if self.require_agree:
-            reuse &= obs[:, ix["agree"]] > 0.5
-        return reuse
+        return np.where(self.reusable(obs), ix["reuse_action"], action).astype(np.int64)  # cachenet's rule 1
 
     def describe(self) -> dict[str, Any]:
         d = {**super().describe(), "late_refresh": self.late_refresh, "late_pick": self.late_pick,
@@ -126,17 +115,10 @@ def tune_clairvoyant(score: Callable[[Policy], float], base: CacheNetPolicy
     """Coordinate-wise grid search starting from the tuned cachenet's parameters: the late-refresh knobs
     (whether, which request, how late at most, wait for pending), then (tau, use_teacher), then the reuse rule.
     ``score`` evaluates on training traces and training scenes only."""
-    params: dict[str, Any] = {k: getattr(base, k) for k in ("tau", "use_teacher", "local_field", "min_cos",
-                                                           "max_age_s", "require_agree", "wait_pending")}
+    start = {k: getattr(base, k) for k in ("tau", "use_teacher", "local_field", "min_cos", "max_age_s",
+                                            "require_agree", "wait_pending")}
     stages = [{"late_refresh": [False, True], "late_pick": ["gain", "soonest"], "wait_pending": [False, True],
                "max_late_s": [0.5, 1.0, 2.0, 1e9]},
-              {"tau": [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)], "use_teacher": [False, True]},
-              {"min_cos": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95], "max_age_s": [0.5, 1.0, 2.0, 4.0, 1e9],
-               "require_agree": [False, True]}]
-    rows: list[dict[str, Any]] = []
-    best: ClairvoyantLinkPolicy | None = None
-    for grid in stages:
-        best, more = _grid_search(score, lambda **p: ClairvoyantLinkPolicy(**{**params, **p}), grid, "link-oracle")
-        rows += more
-        params.update({k: getattr(best, k) for k in grid})
-    return best, rows
+              {"tau": TAU_GRID, "use_teacher": [False, True]},
+              {"min_cos": MIN_COS_GRID, "max_age_s": MAX_AGE_GRID, "require_agree": [False, True]}]
+    return coordinate_search(score, ClairvoyantLinkPolicy, start, stages, "link-oracle")
