@@ -11,6 +11,7 @@ from the shared ``TrainConfig`` (``rllib_training``), bookkeeping from the share
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,10 +230,11 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
         if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
             acc = validation.accuracy(policy(algo.get_module()))
             row["val_accuracy"] = acc
-            if acc > state["best_accuracy"]:
-                state["best_accuracy"] = acc
-                run.save(run.best, save_algo)
+            better = acc > state["best_accuracy"]
+            state["best_accuracy"] = max(acc, state["best_accuracy"])
             run.save_checkpoint(save_algo, {**state, "iterations": it + 1, "history": history})
+            if better:  # the checkpoint just written is the best: copy it rather than save the algorithm twice
+                run.save(run.best, lambda tmp: shutil.copytree(run.checkpoint, tmp, dirs_exist_ok=True))
         log(f"iteration {it + 1}/{cfg.iterations}: {iter_s:.1f} s, return {row['episode_return_mean']:.2f}"
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
     runner_nodes = _env_runner_nodes(algo)
