@@ -31,6 +31,19 @@ def _known_policies(names: list[str], setup) -> list[str]:
     return names
 
 
+def _tuned_for_run(args: argparse.Namespace, setup, origin: str, more: str = "") -> tuple[dict, dict]:
+    """What ``run`` prints about its inputs and splits, then every named policy with the heuristics tuned (on
+    training traces and scenes only) and their tuned parameters printed."""
+    from agents.evaluation import named_policies
+
+    print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
+    print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
+          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}{more}")
+    policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
+    _print_tuning(tuning)
+    return policies, tuning
+
+
 def _print_tuning(tuning: dict) -> None:
     from agents.policies import HEURISTICS, TUNED_REFERENCES
 
@@ -113,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job: tune CBO, train the agent, evaluate everything on held-out traces x clips, write the run."""
     import time
 
-    from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
+    from agents.evaluation import evaluate_on_test, trace_means, write_report
     from agents.training import load_run_policy, train_sb3
 
     if args.seeds is not None:
@@ -122,11 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_run_out(args)
     setup, origin, _ = _load_setup(args)
     out, tcfg = _prepare_run(args, setup, origin)
-    print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
-    print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
-          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}")
-    policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
-    _print_tuning(tuning)
+    policies, tuning = _tuned_for_run(args, setup, origin)
     print(f"training {args.algo.upper()} for {args.timesteps:,} steps -> {out}")
     result = train_sb3(setup, out, tcfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained in {result.seconds:.0f} s; best validation accuracy "
@@ -215,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
-    from agents.evaluation import evaluate_on_test, named_policies, trace_means, write_report
+    from agents.evaluation import evaluate_on_test, named_policies
     from offload_common.files import check_output_dir
 
     check_output_dir(args.out, "--out")
@@ -242,10 +251,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "profile": str(args.profile), "env_config": setup.config.to_dict(),
              "cbo_tuning": tuning}
-    if test is None and not groups:
-        write_report(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra)
-    else:
-        _write_workflow_report(args, setup, results, extra, groups, test, removed)
+    _write_evaluation_report(args, setup, results, extra, groups, test, removed)
     print((args.out / "report.md").read_text())
     print(f"wrote {args.out}/report.json, report.md and plots")
     return 0
@@ -330,22 +336,16 @@ def cmd_run_seeds(args: argparse.Namespace) -> int:
         across_seeds,
         best_heuristic,
         evaluate_on_test,
-        named_policies,
         seeds_markdown,
         trace_means,
-        write_report_plus,
+        write_report,
     )
     from agents.training import load_run_policy, train_sb3
 
     t0 = time.time()
     base, dirs = _seed_dirs(args)
     setup, origin, _ = _load_setup(args)
-    print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
-    print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
-          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}; "
-          f"training seeds {', '.join(map(str, args.seeds))}")
-    policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
-    _print_tuning(tuning)
+    policies, tuning = _tuned_for_run(args, setup, origin, f"; training seeds {', '.join(map(str, args.seeds))}")
     trained: dict[str, dict] = {}
     for seed, out in dirs:
         sub = _seed_args(args, seed, out)
@@ -366,9 +366,9 @@ def cmd_run_seeds(args: argparse.Namespace) -> int:
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "episodes_per_trace": args.episodes,
              "seed": args.seed, "training_seeds": list(args.seeds), "runs": trained, "heuristic_tuning": tuning,
              "total_seconds": round(time.time() - t0, 1)}
-    write_report_plus(results, base, trace_means(setup.test_traces), setup.action_names(), extra, entries=summary,
-                      meta={"across_seeds": summary, "seed_interval": SEED_INTERVAL_NOTE},
-                      sections=[seeds_markdown(summary)])
+    write_report(results, base, trace_means(setup.test_traces), setup.action_names(), extra, entries=summary,
+                 meta={"across_seeds": summary, "seed_interval": SEED_INTERVAL_NOTE},
+                 sections=[seeds_markdown(summary)])
     print()
     print((base / "report.md").read_text())
     print(f"{len(dirs)} runs and one report written to {base}/ in {time.time() - t0:.0f} s")
@@ -390,10 +390,10 @@ def _load_runs(runs: Sequence[Path]) -> tuple[dict, list]:
     return learned, groups
 
 
-def _write_workflow_report(args: argparse.Namespace, setup, results: dict, extra: dict, groups: list, test,
+def _write_evaluation_report(args: argparse.Namespace, setup, results: dict, extra: dict, groups: list, test,
                            removed: list[str]) -> None:
-    """``evaluate``'s report with test traces from ``--test-traces`` (warnings for one-trace families, what was
-    removed from tuning) and/or across-seed entries for runs that differ only in seed."""
+    """``evaluate``'s report, plus, with ``--test-traces``, warnings for one-trace families and what was removed
+    from tuning, and across-seed entries for runs that differ only in seed (the plain report when neither applies)."""
     from agents.evaluation import (
         SEED_INTERVAL_NOTE,
         across_seeds,
@@ -404,7 +404,7 @@ def _write_workflow_report(args: argparse.Namespace, setup, results: dict, extra
         seeds_markdown,
         single_trace_families,
         trace_means,
-        write_report_plus,
+        write_report,
     )
 
     warnings: list[str] = []
@@ -424,9 +424,9 @@ def _write_workflow_report(args: argparse.Namespace, setup, results: dict, extra
     summaries = {g.name: across_seeds(results, g, ref) for g in groups}
     if summaries:
         meta.update({"across_seeds": summaries, "seed_interval": SEED_INTERVAL_NOTE})
-    write_report_plus(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra,
-                      warnings=warnings, entries=summaries, meta=meta,
-                      sections=[seeds_markdown(summaries)] if summaries else [])
+    write_report(results, args.out, trace_means(setup.test_traces), setup.action_names(), extra,
+                 warnings=warnings, entries=summaries, meta=meta,
+                 sections=[seeds_markdown(summaries)] if summaries else [])
 
 
 SWEEP_POLICIES = "local,cbo,cbo+teacher,cbo-cond,cachenet,oracle"

@@ -16,8 +16,7 @@ from .holdout import (
                       runs_trained_on,
                       single_trace_families,
 )
-from .report import best_heuristic, is_report_file, paired_versus, write_report
-from .report_extras import write_report_plus
+from .report import best_heuristic, is_report_file, paired_versus, warnings_markdown, write_report
 from .rollout import (
                       EnvFactory,
                       Episodes,
@@ -48,4 +47,4 @@ __all__ = ["SEED_INTERVAL_NOTE", "SWEEP_FILES", "EnvFactory", "Episodes", "EvalR
            "make_episodes", "mark_family_warnings", "named_policies", "paired_versus", "parse_positive_list",
            "parse_seeds", "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",
            "single_trace_families", "sweep_points", "t_quantile_975", "trace_means", "training_scorer",
-           "tuned_heuristics", "write_report", "write_report_plus", "write_sweep"]
+           "tuned_heuristics", "warnings_markdown", "write_report", "write_sweep"]

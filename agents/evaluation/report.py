@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +218,22 @@ def is_report_file(path: Path) -> bool:
     return path.name in REPORT_FILES or path.suffix == ".png"
 
 
+def warnings_markdown(warnings: Sequence[str]) -> str:
+    """A report.md section listing ``warnings`` (empty when there are none)."""
+    if not warnings:
+        return ""
+    return "## Warnings\n\n" + "".join(f"- {w}\n" for w in warnings)
+
+
 def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, trace_mean_mbps: np.ndarray,
-                 action_names: list[str], extra: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Any]:
+                 action_names: list[str], extra: dict[str, Any] | None = None, plots: bool = True, *,
+                 warnings: Sequence[str] = (), entries: dict[str, dict[str, Any]] | None = None,
+                 meta: dict[str, Any] | None = None, sections: Sequence[str] = ()) -> dict[str, Any]:
     """Write report.json, report_meta.json, report.md and the PNGs into ``out_dir``; returns report.json's payload.
+
+    Optional parts for the research workflow: ``warnings`` (a report.md section, and report_meta.json ``warnings``
+    and ``notes``), ``entries`` added to report.json (name -> family -> values, e.g. across-seed summaries),
+    ``meta`` keys added to report_meta.json, and markdown ``sections`` appended to report.md.
 
     A report is a set of files that must agree, so all of them are first written into a temporary folder beside
     ``out_dir``: a failure leaves the previous report untouched. A folder that holds only a report is then swapped
@@ -228,12 +242,23 @@ def write_report(results: dict[str, EvalResult], out_dir: str | os.PathLike, tra
     """
     if not results:
         raise ValueError("no policies to report on: expected at least one evaluated policy")
+    clash = set(entries or {}) & set(results)
+    if clash:
+        raise ValueError(f"report entries {sorted(clash)} would replace evaluated policies of the same name")
     with staged_files(out_dir, is_report_file) as build:
-        payload = report_json(results)
+        payload = {**report_json(results), **(entries or {})}
         paired = paired_versus(results, best_heuristic(results))
+        meta_payload = {**report_meta(results, extra, paired), **(meta or {})}
+        if warnings or entries or meta or sections:
+            meta_payload["warnings"] = list(warnings)
+            meta_payload["notes"] = [*meta_payload["notes"], *warnings]
+        markdown = report_markdown(results, paired=paired)
+        parts = [warnings_markdown(warnings), *sections]
+        if any(parts):
+            markdown = markdown.rstrip("\n") + "\n" + "".join("\n" + p.rstrip("\n") + "\n" for p in parts if p)
         write_json(build / "report.json", payload)
-        write_json(build / "report_meta.json", report_meta(results, extra, paired))
-        atomic_write_text(build / "report.md", report_markdown(results, paired=paired))
+        write_json(build / "report_meta.json", meta_payload)
+        atomic_write_text(build / "report.md", markdown)
         if plots:
             plot_report(results, trace_mean_mbps, action_names, build)
     return payload
