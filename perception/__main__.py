@@ -9,19 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from offload_common.cli import positive
+
 from . import DEFAULT_PROFILE, DEFAULT_STUDENT, FrameProfile, plot_reliability, shared_images_dir
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
@@ -32,12 +22,12 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", type=Path, nargs="+", default=None, metavar="FILE",
                    help="build from real video files instead of photos (frames labelled by the teacher's answer)")
     p.add_argument("-o", "--out", type=Path, default=DEFAULT_PROFILE, help="output .npz (default: %(default)s)")
-    p.add_argument("--fps", type=_positive(float), default=15.0, help="scene frame rate (default: %(default)s)")
-    p.add_argument("--median-scene-s", type=_positive(float), default=2.2,
+    p.add_argument("--fps", type=positive(float), default=15.0, help="scene frame rate (default: %(default)s)")
+    p.add_argument("--median-scene-s", type=positive(float), default=2.2,
                    help="median scene length in seconds (photos; default: %(default)s)")
-    p.add_argument("--max-images", type=_positive(int), default=None, help="use only the first N photos")
+    p.add_argument("--max-images", type=positive(int), default=None, help="use only the first N photos")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive(int), default=2)
+    p.add_argument("--threads", type=positive(int), default=2)
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -47,4 +47,4 @@ def test_evaluate_cli_orders_local_cbo_oracle(tmp_path: Path) -> None:
         acc = {p: report[p][fam]["accuracy"] for p in ("local", "cbo", "oracle")}
         assert acc["local"] <= acc["cbo"] <= acc["oracle"], (fam, acc)
     meta = json.loads((out / "report_meta.json").read_text())
-    assert "tau" in meta["policies"]["cbo"] and meta["run"]["cbo_tuning"]["tuned_on"]
+    assert "tau" in meta["policies"]["cbo"] and meta["run"]["heuristic_tuning"]["tuned_on"]

@@ -11,7 +11,7 @@ from agents.training import TrainConfig
 from offload_common.files import atomic_folder, atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("policies", "evaluation", "training", "deploy")
+ROOMS = ("policies", "evaluation", "training", "deploy", "workflow")
 
 
 def _imports(path: Path) -> list[tuple[int, str, int]]:

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import train_agent
-from agents.evaluation import group_runs, parse_seeds, seed_stats, t_quantile_975
+from agents.evaluation import seed_stats, t_quantile_975
+from agents.workflow import group_runs
 from bandwidth_traces import Trace, load_traces, split
+from offload_common.cli import parse_seeds
 
 
 def _cooked(path: Path, mean: float, seed: int, n: int = 40) -> None:
@@ -156,15 +158,24 @@ def test_runs_that_differ_only_in_seed_are_one_method(tmp_path: Path) -> None:
         group_runs([a, a])
 
 
+def _one_thread(experiment):
+    """``train_agent._experiment`` with one torch thread (tiny nets on a shared 2-core box train faster)."""
+    from dataclasses import replace
+
+    def patched(args):
+        exp = experiment(args)
+        return replace(exp, train=exp.train.replace(threads=1))
+
+    return patched
+
+
 @pytest.fixture(scope="module")
 def seeds_run(traces: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``run --seeds 0,1`` on the tiny traces: two short trainings and one report (the module's slow part)."""
-    from dataclasses import replace
 
     out = tmp_path_factory.mktemp("seeds") / "ppo-seeds"
-    real = train_agent._train_config
     with pytest.MonkeyPatch.context() as mp:  # one torch thread: tiny nets on a shared 2-core box run faster
-        mp.setattr(train_agent, "_train_config", lambda args: replace(real(args), threads=1))
+        mp.setattr(train_agent, "_experiment", _one_thread(train_agent._experiment))
         assert train_agent.main(["run", "--seeds", "0,1", "--timesteps", "128", "--n-envs", "1", "--episodes", "1",
                                  "--traces", str(traces["train"]), "--out", str(out), "--no-progress"]) == 0
     return out
@@ -226,16 +237,14 @@ def test_train_seeds_writes_runs_only_and_refuses_to_overwrite(seeds_run: Path, 
 
 def test_train_seeds_reproduces_the_run_seeds_policy(seeds_run: Path, traces: dict[str, Path],
                                                      tmp_path: Path) -> None:
-    from dataclasses import replace
 
     import torch
 
     from agents.training import load_model
 
     out = tmp_path / "again"
-    real = train_agent._train_config
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_agent, "_train_config", lambda args: replace(real(args), threads=1))
+        mp.setattr(train_agent, "_experiment", _one_thread(train_agent._experiment))
         assert train_agent.main(["train", "--seeds", "1", "--timesteps", "128", "--n-envs", "1",
                                  "--traces", str(traces["train"]), "--out", str(out), "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["seed1"]  # the runs only: no report

@@ -32,19 +32,17 @@ from .seeds import (
                       SEED_INTERVAL_NOTE,
                       SeedGroup,
                       across_seeds,
-                      group_runs,
-                      parse_seeds,
                       seed_stats,
                       seeds_markdown,
                       t_quantile_975,
 )
 from .suite import Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer, tuned_heuristics
-from .sweep import SWEEP_FILES, parse_positive_list, run_sweep, sweep_points, write_sweep
+from .sweep import SWEEP_FILES, run_sweep, sweep_points, write_sweep
 
 __all__ = ["SEED_INTERVAL_NOTE", "SWEEP_FILES", "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup",
            "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "cross_setup", "describe_test_side",
-           "evaluate", "evaluate_many", "evaluate_on_test", "group_runs", "is_report_file", "load_test_traces",
-           "make_episodes", "mark_family_warnings", "named_policies", "paired_versus", "parse_positive_list",
-           "parse_seeds", "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",
+           "evaluate", "evaluate_many", "evaluate_on_test", "is_report_file", "load_test_traces",
+           "make_episodes", "mark_family_warnings", "named_policies", "paired_versus",
+           "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",
            "single_trace_families", "sweep_points", "t_quantile_975", "trace_means", "training_scorer",
            "tuned_heuristics", "warnings_markdown", "write_report", "write_sweep"]

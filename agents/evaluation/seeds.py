@@ -1,4 +1,4 @@
-"""Several training seeds of one configuration: parsing ``--seeds``, grouping runs by seed, across-seed statistics.
+"""Several training seeds of one configuration: grouping runs by seed, across-seed statistics.
 
 One training seed is one draw of a learned controller; a claim about the method needs the spread over draws. Here
 every seed's policy is evaluated on exactly the same episodes as the heuristics (``evaluate_many``), so per seed
@@ -9,12 +9,10 @@ freedom): with 3 seeds it is wide, honestly so.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +23,6 @@ from .rollout import EvalResult
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
          2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555,
          2.0518, 2.0484, 2.0452, 2.0423)
-T = TypeVar("T")
 
 SEED_INTERVAL_NOTE = ("across-seed interval: 95% Student-t interval of the mean over training seeds (n - 1 degrees of "
                       "freedom); evaluation episodes are the same for every seed, so it measures the training seed's "
@@ -41,38 +38,6 @@ def t_quantile_975(df: int) -> float:
     z = 1.959963984540054
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2) \
         + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3)
-
-
-def parse_comma_list(text: str, convert: Callable[[str], T], what: str, example: str,
-                     problem: Callable[[T], str | None]) -> list[T]:
-    """``text`` split at commas, each item ``convert``-ed; a ValueError says what is wrong (an empty list or item, an
-    item ``convert`` rejects, a value ``problem`` describes, a repeated value) and what was ``expected``."""
-    expected = f"expected comma-separated {what}, e.g. {example}"
-    items = [s.strip() for s in str(text).split(",")]
-    if not any(items):
-        raise ValueError(f"empty list; {expected}")
-    out: list[T] = []
-    for item in items:
-        if not item:
-            raise ValueError(f"empty item in {text!r}; {expected}")
-        try:
-            value = convert(item)
-        except ValueError:
-            raise ValueError(f"{item!r} is not a valid value; {expected}") from None
-        why = problem(value)
-        if why:
-            raise ValueError(f"{item}: {why}; {expected}")
-        if value in out:
-            raise ValueError(f"{item} is repeated in {text!r}; each value counts once")
-        out.append(value)
-    return out
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``. Raises ValueError for an empty list or item, a non-integer, a negative
-    seed or a repeated one (a repeated seed would train the same run twice and count it twice in the spread)."""
-    return parse_comma_list(text, int, "integers >= 0 (training seeds)", "0,1,2",
-                            lambda seed: "a seed is negative" if seed < 0 else None)
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:
@@ -103,74 +68,6 @@ class SeedGroup:
     def name(self) -> str:
         """The name of the across-seed entry in reports (e.g. ``ppo (3 seeds)``)."""
         return f"{self.label} ({len(self.seeds)} seeds)"
-
-
-def _config_key(config: dict[str, Any]) -> str:
-    """A run's config without what differs between seeds of one experiment (seed, command line)."""
-    def strip(d: Any) -> Any:
-        if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if k not in ("seed", "command")}
-        return d
-
-    return json.dumps(strip(config), sort_keys=True)
-
-
-def _run_label(config: dict[str, Any]) -> str:
-    if config.get("framework") == "rllib":
-        return "rllib-ppo"
-    return str(config.get("train_config", {}).get("algo", "ppo"))
-
-
-def group_runs(runs: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[SeedGroup]]:
-    """Name every run folder and group those that differ only in their seed.
-
-    Runs whose ``config.json`` is the same except ``seed`` (and the command line) form one group when there are
-    two or more of them: each is named ``<label>-seed<seed>`` and the group gets an across-seed entry ``<label>
-    (<n> seeds)``. The label is the algorithm (``ppo``, ``rllib-ppo``); a second group of the same algorithm is
-    labelled by its runs' common parent folder (the OUT of ``train --seeds``), else numbered. Any other run keeps
-    its folder name, as before. Returns ``(run, name)`` pairs in the
-    given order and the groups. Raises ValueError (naming ``--runs``) when a run is given twice or two runs of
-    one group share a seed.
-    """
-    from offload_common.files import read_json
-
-    resolved = [Path(r).resolve() for r in runs]
-    dupes = {str(r) for r in resolved if resolved.count(r) > 1}
-    if dupes:
-        raise ValueError(f"--runs: {', '.join(sorted(dupes))} given more than once")
-    configs = [read_json(r / "config.json", "run config") if (r / "config.json").is_file() else None for r in runs]
-    buckets: dict[str, list[int]] = {}
-    for i, cfg in enumerate(configs):
-        if cfg is not None and "seed" in cfg:
-            buckets.setdefault(_config_key(cfg), []).append(i)
-    names = [Path(r).name for r in runs]
-    groups: list[SeedGroup] = []
-    used: set[str] = set()
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        seeds = [int(configs[i]["seed"]) for i in members]
-        if len(set(seeds)) < len(seeds):
-            clash = sorted({s for s in seeds if seeds.count(s) > 1})
-            raise ValueError(f"--runs: runs {', '.join(str(runs[i]) for i in members)} have the same config and "
-                             f"seed(s) {clash}: the same experiment twice, which would count one seed twice")
-        parents = {resolved[i].parent for i in members}
-        label = _run_label(configs[members[0]])
-        if label in used and len(parents) == 1:  # a second group of the same algorithm: name it by its folder
-            label = resolved[members[0]].parent.name
-        base, k = label, 2
-        while label in used:
-            label, k = f"{base}-{k}", k + 1
-        used.add(label)
-        order = sorted(range(len(members)), key=lambda j: seeds[j])
-        for j in order:
-            names[members[j]] = f"{label}-seed{seeds[j]}"
-        groups.append(SeedGroup(label, tuple(seeds[j] for j in order),
-                                tuple(names[members[j]] for j in order)))
-    for i, name in enumerate(names):  # two folders of the same name elsewhere must not overwrite each other
-        if names.count(name) > 1:
-            names[i] = f"{resolved[i].parent.name}/{name}"
-    return list(zip(runs, names)), groups
 
 
 def across_seeds(results: dict[str, EvalResult], group: SeedGroup, reference: str | None) -> dict[str, Any]:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from agents.policies import HEURISTICS, REFERENCES, TUNED_REFERENCES, Policy
 from offload_common.files import atomic_path, atomic_write_text, staged_files, write_json
 
-from .seeds import SeedGroup, parse_comma_list, seed_stats
+from .seeds import SeedGroup, seed_stats
 
-if TYPE_CHECKING:  # the CLI parser imports this module for its list parser; the env stack loads on use
+if TYPE_CHECKING:  # the env stack loads on use
     from bandwidth_traces import Trace
     from envs import EnvConfig
     from perception import FrameProfile
@@ -36,13 +36,6 @@ SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_dea
 RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned at every point by grid search on "
                "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
                "policies are used as trained (at scale 1 and the deadline of their training)")
-
-
-def parse_positive_list(text: str) -> list[float]:
-    """``"0.25,0.5,1"`` -> ``[0.25, 0.5, 1.0]``. Raises ValueError for an empty list or item, a non-number, a
-    value <= 0 or not finite, and a repeated value."""
-    return sorted(parse_comma_list(text, float, "numbers > 0", "0.5,1,2",
-                                   lambda v: None if math.isfinite(v) and v > 0 else "not a finite number > 0"))
 
 
 @dataclass(frozen=True)

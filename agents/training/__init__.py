@@ -6,7 +6,7 @@ writes where (config, checkpoint and state, best model, ``train.json``) and the 
 finished run back as a ``Policy``. Frameworks are imported only when used.
 """
 
-from .config import ALGOS, FRAMEWORKS, TrainConfig
+from .config import ALGOS, FRAMEWORKS, TrainConfig, method_name
 from .rllib import ClusterConnectError, check_cluster, train_rllib, tune_sweep
 from .runs import (
                    RunFolder,
@@ -22,5 +22,5 @@ from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
 
 __all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TrainConfig",
            "TrainResult", "check_cluster", "check_run_dir", "holds_run", "load_model", "load_run_model",
-           "load_run_policy", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3", "training_record",
+           "load_run_policy", "method_name", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3", "training_record",
            "tune_sweep"]

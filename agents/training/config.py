@@ -14,6 +14,11 @@ FRAMEWORKS = ("sb3", "rllib")
 ALGOS = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo",)}
 
 
+def method_name(framework: str, algo: str) -> str:
+    """A learned method's name: the algorithm, prefixed with ``rllib-`` for RLlib (SB3's is the plain name)."""
+    return f"rllib-{algo}" if framework == "rllib" else algo
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What to train, how long, and with which hyperparameters. Defaults fit the main job on 2 CPU cores."""
@@ -88,6 +93,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"train_config has unknown settings {unknown}; expected some of {sorted(names)}")
         return cls(**{k: tuple(v) if k in ("net_arch", "bandwidth_scales") else v for k, v in stored.items()})
+
+    @property
+    def method(self) -> str:
+        """The name the trained method goes by in run folders and reports (``ppo``, ``a2c``, ``rllib-ppo``)."""
+        return method_name(self.framework, self.algo)
 
     def env_overrides(self) -> dict[str, Any]:
         """``EnvConfig`` changes of the training env (both frameworks)."""

@@ -208,7 +208,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
         algo.save_to_path(str(path.resolve()))
 
     def policy(module: Any) -> LearnedPolicy:
-        return LearnedPolicy(module, "rllib-ppo", "rllib")
+        return LearnedPolicy(module, cfg.method, "rllib")
 
     state: dict[str, Any] = {"iterations": 0, "history": [], "best_accuracy": -1.0}
     if resume and run.has_checkpoint():

@@ -1,0 +1,301 @@
+"""The results behind the README: recorded JSON in ``results/`` and the README blocks rendered from it.
+
+Every number the README states comes from a file in ``results/`` that holds it together with the command and the
+code version (commit, and whether the tree had uncommitted changes) that produced it. ``record`` copies a job's
+output (a report folder, a sweep folder, or any JSON a command wrote) into ``results/<name>.json``; ``render_readme``
+rewrites every block of README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` from those
+files; ``check_readme`` says which blocks differ from their render (``train_agent.py results --check``, run by the
+default test suite), so a change that moves a number cannot leave the README behind.
+
+A block's text is written by its renderer below, prose included: the wording follows the numbers (a difference
+whose interval includes zero is called "not significant", a loss a loss).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from offload_common.files import read_json, write_json
+
+FORMAT = 1
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+class ResultsError(ValueError):
+    """A results file or README block is missing or malformed (the message names it and says what to run)."""
+
+
+def code_version(root: Path | None = None) -> dict[str, Any]:
+    """The git commit of the code that runs (and whether its tracked files had uncommitted changes), or
+    ``{"commit": None}`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    if commit.returncode != 0:
+        return {"commit": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _strip_episodes(value: Any) -> Any:
+    """A report without its per-episode arrays (the intervals computed from them stay)."""
+    if isinstance(value, dict):
+        return {k: _strip_episodes(v) for k, v in value.items() if k != "episode_accuracy"}
+    return value
+
+
+def collect(source: Path) -> dict[str, Any]:
+    """What ``record`` keeps of a job's output: a report folder (report.json + report_meta.json), a sweep folder
+    (sweep.json), a folder holding one JSON file, or a JSON file."""
+    source = Path(source)
+    if source.is_dir() and (source / "report.json").is_file():
+        meta = read_json(source / "report_meta.json", "report metadata")
+        return {"kind": "report", "report": _strip_episodes(read_json(source / "report.json", "report")),
+                "meta": _strip_episodes(meta), "command": meta.get("run", {}).get("command")}
+    if source.is_dir() and (source / "sweep.json").is_file():
+        sweep = read_json(source / "sweep.json", "sweep")
+        return {"kind": "sweep", "sweep": sweep, "command": sweep.get("run", {}).get("command")}
+    if source.is_dir():
+        found = sorted(source.glob("*.json"))
+        if len(found) != 1:
+            raise ResultsError(f"{source}: expected a report folder (report.json), a sweep folder (sweep.json) or a "
+                               f"folder with one JSON file, found {len(found)} JSON files")
+        source = found[0]
+    if not source.is_file():
+        raise ResultsError(f"{source}: no such report folder or JSON file")
+    payload = read_json(source, "result")
+    return {"kind": "json", "data": payload, "command": payload.get("command") if isinstance(payload, dict) else None}
+
+
+def record(name: str, source: Path, results_dir: Path, command: list[str] | None = None) -> Path:
+    """Write ``results_dir/<name>.json`` from ``source`` with the command that produced it (taken from the job's
+    own record, or ``command``) and the code version that runs now."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise ResultsError(f"results name {name!r}: expected lower-case letters, digits and dashes")
+    payload = collect(source)
+    payload["command"] = command or payload.get("command")
+    if not payload["command"]:
+        raise ResultsError(f"{source}: the job recorded no command line; pass the command that produced it")
+    out = {"format": FORMAT, "name": name, "source": str(source), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "code": code_version(), **payload}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    write_json(path, out)
+    return path
+
+
+def load(results_dir: Path, name: str) -> dict[str, Any]:
+    path = results_dir / f"{name}.json"
+    if not path.is_file():
+        raise ResultsError(f"{path}: missing; produce it with the command in README's 'Reproducing the results', "
+                           f"then `train_agent.py results --record {name} OUTPUT`")
+    payload = read_json(path, "results file")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ResultsError(f"{path}: not a results file of format {FORMAT}")
+    return payload
+
+
+# ---- formatting -----------------------------------------------------------------------------------------------------
+
+def _ci(lo: float, hi: float, sign: bool = False) -> str:
+    f = "{:+.3f}" if sign else "{:.3f}"
+    return f"[{f.format(lo)}, {f.format(hi)}]"
+
+
+def _acc(m: dict[str, Any]) -> str:
+    return f"{m['accuracy']:.3f} {_ci(*m['accuracy_ci95'])}"
+
+
+def _diff(e: dict[str, Any]) -> str:
+    return f"{e['difference']:+.3f} {_ci(*e['difference_ci95'], sign=True)}"
+
+
+def _verdict(e: dict[str, Any]) -> str:
+    lo, hi = e["difference_ci95"]
+    if lo > 0:
+        return "a significant win"
+    if hi < 0:
+        return "a significant loss"
+    return "**not** significant"
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def _mix(mix: dict[str, float]) -> str:
+    """The action mix in words: actions of >= 10% by share, offload@<r> shares summed as 'offloads'."""
+    parts: dict[str, float] = {}
+    for action, share in mix.items():
+        key = "offloads" if action.startswith("offload@") else action
+        parts[key] = parts.get(key, 0.0) + share
+    big = sorted(((v, k) for k, v in parts.items() if v >= 0.095), reverse=True)
+    return ", ".join(f"{v:.0%} {k}" for v, k in big) or "mixed"
+
+
+# ---- blocks ---------------------------------------------------------------------------------------------------------
+
+def _families(report: dict[str, Any]) -> list[str]:
+    first = next(iter(report.values()))
+    return [f for f in first if f != "all"] + ["all"]
+
+
+def block_main_table(results_dir: Path) -> str:
+    """The main job's comparison table: every deployable policy and the references, per family, MB/frame, mix."""
+    main = load(results_dir, "main")
+    report, meta = main["report"], main["meta"]
+    fams = _families(report)
+    references = set(meta.get("references", ["oracle", "link-oracle"]))
+    best = {}
+    for fam in fams:
+        cands = {n: r[fam]["accuracy"] for n, r in report.items() if fam in r and n not in references
+                 and "episodes" in r[fam] and "(" not in n}
+        best[fam] = max(cands, key=cands.get)
+    n_traces = meta["run"].get("test_traces")
+    head = "| policy | " + " | ".join(f"{f} ({report[next(iter(report))][f]['episodes']} episodes)" for f in fams)
+    lines = [head + " | MB/frame | action mix |", "|---|" + "---:|" * (len(fams) + 1) + "---|"]
+    for name, r in report.items():
+        if "(" in name:  # across-seed entries are in the seeds block
+            continue
+        cells = [f"**{_acc(r[f])}**" if best[f] == name else _acc(r[f]) for f in fams if f in r]
+        label = f"{name} (reference, not deployable)" if name in references else name
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {r['all']['mb_per_frame']:.4f} | "
+                     f"{_mix(r['all']['action_mix'])} |")
+    run = meta["run"]
+    lines += ["", f"{n_traces} held-out traces x held-out scenes, {run.get('episodes_per_trace')} episodes of "
+              f"{run.get('env_config', {}).get('episode_frames', 300)} frames per test trace; mean accuracy [95% "
+              f"bootstrap interval]; best deployable policy per column in bold. Recorded from `{' '.join(main['command'])}`"
+              f" at commit `{(main['code'].get('commit') or 'unknown')[:10]}`"
+              f"{' (with uncommitted changes)' if main['code'].get('dirty') else ''}; the main job took "
+              f"{_minutes(run.get('total_seconds', 0))} on this project's 2-core machine."]
+    return "\n".join(lines)
+
+
+def _learned(report: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """The learned policies of a report (their description names the framework they were trained with)."""
+    policies = meta.get("policies", {})
+    return [n for n in report if isinstance(policies.get(n), dict) and "framework" in policies[n]]
+
+
+def block_main_claim(results_dir: Path) -> str:
+    """The claim: each learned policy against the best reference, paired, per family, in words."""
+    main = load(results_dir, "main")
+    report, meta = main["report"], main["meta"]
+    best = meta["best_heuristic"]
+    paired = meta["paired_vs_best_heuristic"]
+    oracle_gap = report.get("oracle", {}).get("all", {}).get("accuracy")
+    out = []
+    for name in _learned(report, meta):
+        fams = _families(report)
+        per_family = "; ".join(f"{f} {_diff(paired[name][f])} ({_verdict(paired[name][f])})" for f in fams if f != "all")
+        e = paired[name]["all"]
+        gap = ""
+        if oracle_gap is not None and "gap_closed" in e:
+            gap = f", {e['gap_closed']:.0%} of the {best}-to-oracle gap"
+        out.append(f"Paired on the same episodes against the best tuned reference ({best}, {_acc(report[best]['all'])}"
+                   f"), {name} ({_acc(report[name]['all'])}) differs by {_diff(e)} overall ({_verdict(e)}{gap}); per "
+                   f"family: {per_family}.")
+    return "\n\n".join(out) if out else "No learned policy in the main job's report."
+
+
+def block_profile(results_dir: Path) -> str:
+    """The committed frame profile's numbers (``python -m perception summary --json``)."""
+    p = load(results_dir, "profile")["data"]
+    acc, d, sc = p["accuracy"], p["distilled"], p["scene_s"]
+    servers = [f"server@{r}" for r in p["resolutions"]]
+    rem = d["remote"]
+    s_auc, m_auc = d["auroc_student_right"], d["auroc_maxprob_student_right"]
+    rank = "better" if s_auc > m_auc else "a little *worse*" if s_auc < m_auc else "exactly as well"
+    beats = all(rem[k]["brier"] < rem[k]["brier_unconditional"] for k in (*servers, "teacher"))
+    return (f"The default profile: {p['frames']:,} frames of {p['scenes']:,} scenes at {p['fps']:g} fps, median scene "
+            f"{p['median_scene_s']:.2f} s (p10 {sc['p10']:.1f} s, p90 {sc['p90']:.1f} s, {sc['min']:.1f} to "
+            f"{sc['max']:.1f} s). Accuracy on evaluation frames: int8 student {acc['student_int8']:.3f}, server "
+            + " / ".join(f"{acc[k]:.3f}" for k in servers) + f" at {' / '.join(map(str, p['resolutions']))} px, "
+            f"teacher {acc['teacher']:.3f}; temperature {p['temperature']:.2f} takes the student's ECE from "
+            f"{p['ece_before']:.3f} to {p['ece_after']:.3f}. On the {d['test_frames']:,} frames of test scenes, the "
+            f"distilled P(student right) ranks the student's answers {rank} than the calibrated max probability "
+            f"(AUROC {s_auc:.3f} vs {m_auc:.3f}, Brier {d['brier_student_right']:.3f} vs "
+            f"{d['brier_maxprob_student_right']:.3f}), while the distilled P(server right) "
+            f"{'beats' if beats else 'does not always beat'} the unconditional accuracy (AUROC "
+            + " / ".join(f"{rem[k]['auroc']:.2f}" for k in servers) + ", Brier "
+            + " / ".join(f"{rem[k]['brier']:.3f}" for k in servers) + " vs "
+            + " / ".join(f"{rem[k]['brier_unconditional']:.3f}" for k in servers)
+            + f"; teacher {rem['teacher']['brier']:.3f} vs {rem['teacher']['brier_unconditional']:.3f}).")
+
+
+def block_temporal(results_dir: Path) -> str:
+    """Synthetic scenes vs real video through the same student and projection (``python -m perception temporal``)."""
+    data = load(results_dir, "temporal")["data"]
+    rows, fps = data["rows"], data["fps"]
+    dists = sorted(int(d) for d in next(iter(rows.values()))["cos_mean_by_distance"])
+    lines = ["| stream | frames | P(top-1 unchanged) | cos p5 | cos p50 | "
+             + " | ".join(f"mean cos {d / fps:.2f} s apart" for d in dists) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(dists)]
+    for name, r in rows.items():
+        q = r["cos_consecutive_quantiles"]
+        lines.append(f"| {name} | {r['frames']:,} | {r['p_top1_unchanged']:.3f} | {q['0.05']:.3f} | {q['0.5']:.3f} | "
+                     + " | ".join(f"{r['cos_mean_by_distance'][str(d)]:.3f}" for d in dists) + " |")
+    synth = [r for n, r in rows.items() if not n.startswith("real")]
+    real = [r for n, r in rows.items() if n.startswith("real")]
+    if synth and real:
+        lo = min(r["p_top1_unchanged"] for r in real)
+        hi = max(r["p_top1_unchanged"] for r in real)
+        inside = all(min(r["cos_mean_by_distance"][str(d)] for r in real) <= synth[0]["cos_mean_by_distance"][str(d)]
+                     <= max(r["cos_mean_by_distance"][str(d)] for r in real) for d in dists)
+        lines += ["", f"The synthetic scenes' embedding similarity sits {'inside' if inside else 'partly outside'} the "
+                  f"range of the real videos at every distance; the student's top-1 is "
+                  f"{'steadier' if synth[0]['p_top1_unchanged'] > hi else 'about as steady'} on them "
+                  f"({synth[0]['p_top1_unchanged']:.2f} vs {lo:.2f} to {hi:.2f} on the real videos)."]
+    return "\n".join(lines)
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "temporal": block_temporal,
+    "main-table": block_main_table,
+    "main-claim": block_main_claim,
+    "profile": block_profile,
+}
+
+
+def render_readme(text: str, results_dir: Path, blocks: dict[str, Callable[[Path], str]] | None = None) -> str:
+    """README text with every results block re-rendered; an unknown block name is an error naming it."""
+    blocks = BLOCKS if blocks is None else blocks
+    names = [m.group("name") for m in BLOCK.finditer(text)]
+    unknown = sorted(set(names) - set(blocks))
+    if unknown:
+        raise ResultsError(f"README.md: results blocks {unknown} have no renderer; known: {sorted(blocks)}")
+
+    def sub(m: re.Match[str]) -> str:
+        return m.group(1) + blocks[m.group("name")](results_dir).rstrip("\n") + "\n" + m.group(4)
+
+    return BLOCK.sub(sub, text)
+
+
+def check_readme(readme: Path, results_dir: Path) -> list[str]:
+    """The names of README blocks that differ from their render (empty: README states what results/ holds)."""
+    text = readme.read_text()
+    rendered = render_readme(text, results_dir)
+    now = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
+    want = {m.group("name"): m.group("body") for m in BLOCK.finditer(rendered)}
+    return [n for n in now if now[n] != want[n]]
+
+
+def update_readme(readme: Path, results_dir: Path) -> list[str]:
+    """Re-render README's blocks in place; returns the names of the blocks that changed."""
+    from offload_common.files import atomic_write_text
+
+    changed = check_readme(readme, results_dir)
+    if changed:
+        atomic_write_text(readme, render_readme(readme.read_text(), results_dir))
+    return changed
+
+
