@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -12,10 +14,26 @@ if TYPE_CHECKING:
     from .inputs import Loaded
 
 
+def code_version(root: Path | None = None) -> dict[str, Any]:
+    """The git commit of the code that runs (and whether its tracked files had uncommitted changes), or
+    ``{"commit": None}`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    if commit.returncode != 0:
+        return {"commit": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """The job behind a report: command line, inputs, splits, evaluation episodes, tuned heuristics, trained runs
-    (name -> seed, folder, time, steps, best validation accuracy, ONNX file), learned runs compared and timing."""
+    (name -> seed, folder, time, steps, best validation accuracy, ONNX file), learned runs compared, timing and the
+    code version that ran (``code_version``: commit, uncommitted changes)."""
 
     command: list[str]
     profile: str
@@ -30,6 +48,7 @@ class JobRecord:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     compared_runs: list[str] = field(default_factory=list)
     test_traces_path: str | None = None
+    code: dict[str, Any] = field(default_factory=code_version)
 
     @classmethod
     def of(cls, loaded: Loaded, episodes: int, tuning: dict[str, Any], *, command: Sequence[str] = (),

@@ -14,7 +14,6 @@ whose interval includes zero is called "not significant", a loss a loss).
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,27 +21,14 @@ from typing import Any
 
 from offload_common.files import read_json, write_json
 
+from .record import code_version
+
 FORMAT = 1
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
 class ResultsError(ValueError):
     """A results file or README block is missing or malformed (the message names it and says what to run)."""
-
-
-def code_version(root: Path | None = None) -> dict[str, Any]:
-    """The git commit of the code that runs (and whether its tracked files had uncommitted changes), or
-    ``{"commit": None}`` outside a git checkout."""
-    root = Path(__file__).resolve().parents[2] if root is None else root
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None}
-    if commit.returncode != 0:
-        return {"commit": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 def _strip_episodes(value: Any) -> Any:
@@ -59,10 +45,12 @@ def collect(source: Path) -> dict[str, Any]:
     if source.is_dir() and (source / "report.json").is_file():
         meta = read_json(source / "report_meta.json", "report metadata")
         return {"kind": "report", "report": _strip_episodes(read_json(source / "report.json", "report")),
-                "meta": _strip_episodes(meta), "command": meta.get("run", {}).get("command")}
+                "meta": _strip_episodes(meta), "command": meta.get("run", {}).get("command"),
+                "code": meta.get("run", {}).get("code")}
     if source.is_dir() and (source / "sweep.json").is_file():
         sweep = read_json(source / "sweep.json", "sweep")
-        return {"kind": "sweep", "sweep": sweep, "command": sweep.get("run", {}).get("command")}
+        return {"kind": "sweep", "sweep": sweep, "command": sweep.get("run", {}).get("command"),
+                "code": sweep.get("run", {}).get("code")}
     if source.is_dir():
         found = sorted(source.glob("*.json"))
         if len(found) != 1:
@@ -76,16 +64,17 @@ def collect(source: Path) -> dict[str, Any]:
 
 
 def record(name: str, source: Path, results_dir: Path, command: list[str] | None = None) -> Path:
-    """Write ``results_dir/<name>.json`` from ``source`` with the command that produced it (taken from the job's
-    own record, or ``command``) and the code version that runs now."""
+    """Write ``results_dir/<name>.json`` from ``source`` with the command that produced it and the code version it
+    ran on (both from the job's own record when it has them; else ``command`` and the code that runs now)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise ResultsError(f"results name {name!r}: expected lower-case letters, digits and dashes")
     payload = collect(source)
     payload["command"] = command or payload.get("command")
     if not payload["command"]:
         raise ResultsError(f"{source}: the job recorded no command line; pass the command that produced it")
+    payload["code"] = payload.get("code") or code_version()
     out = {"format": FORMAT, "name": name, "source": str(source), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "code": code_version(), **payload}
+           **payload}
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
     write_json(path, out)
