@@ -9,11 +9,11 @@ The contract a caller must keep:
 - **What travels.** ``fn``, every item and every result are pickled (Ray's cloudpickle). ``fn`` may be a plain
   function, a ``functools.partial`` or a closure; what it captures travels with it, so capture paths, names,
   configs and seeds, never loaded profiles, traces, environments or models (they are large and some hold handles
-  that do not pickle). A function is pickled by reference to its module when the module is importable (the project
-  installed on every node, or the driver's working folder, which a local Ray puts on its workers' ``sys.path``);
-  a function defined elsewhere (a test module, a notebook) must be registered by value first:
-  ``ray.cloudpickle.register_pickle_by_value(module)``. ``check_picklable`` runs before Ray starts and names the
-  item or argument that does not pickle.
+  that do not pickle). A function is pickled by reference to its module, which every worker must import: the project
+  installed identically on every node (Ray also puts the driver's working and script folders on its workers'
+  ``sys.path``, which is how a checkout's code reaches a local Ray's workers); a function defined elsewhere (a
+  test module, a notebook) must be registered by value first: ``ray.cloudpickle.register_pickle_by_value(module)``.
+  ``check_picklable`` runs before Ray starts and names the function or item that does not pickle.
 - **How inputs are rebuilt on a worker.** A worker is another process, on a cluster another machine: it rebuilds
   the profile and traces from paths, as RLlib's EnvRunners do (``rllib.make_env``). ``WorkerInputs`` is that rule
   once: the profile path, the trace source (a folder, or ``"embedded"`` regenerated with ``trace_seed``) and the
@@ -22,7 +22,10 @@ The contract a caller must keep:
   the same files at the same paths (README "Scaling out"). A worker reuses what it loaded for later tasks.
 - **Determinism.** ``fn(item)`` must depend on its arguments only (seed everything from the item): then the result
   equals the local serial loop's, whichever node ran it. Workers do not inherit the driver's later changes to
-  environment variables or globals.
+  environment variables or globals. Thread counts differ: Ray sets ``OMP_NUM_THREADS`` to the task's ``num_cpus``
+  and reuses worker processes (measured on Ray 2.60: torch in a task ran 1 thread, the driver 2), and a
+  multi-threaded torch reduction may round differently; work that trains networks should call
+  ``torch.set_num_threads(k)`` inside ``fn`` and in the serial loop it is compared with.
 - **Failure.** An exception in ``fn`` raises ``TaskFailed`` naming the item (``describe(item)``) and its index,
   with the worker's exception as cause; the other tasks are cancelled. A worker process that dies is retried by
   Ray (``max_retries``), so ``fn`` must be safe to run twice (write files atomically, or not at all).
