@@ -117,13 +117,17 @@ def rllib_rates(runners: tuple[int, ...], iterations: int) -> dict[int, dict[str
 
     import envs
     from agents.training import TrainConfig
+    try:
+        from agents.training import init_ray  # the project's local Ray: dashboard off, loopback only
+    except ImportError:  # an older checkout (--rllib-only with PYTHONPATH there, for a "before" figure)
+        def init_ray(num_cpus: int) -> None:
+            ray.init(include_dashboard=False, num_cpus=num_cpus, log_to_driver=False, configure_logging=False)
 
     checkout = Path(envs.__file__).resolve().parents[1]  # the envs this process imports (PYTHONPATH may pick one)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(checkout), *sys.path])  # ... and so do the EnvRunners
     print(f"RLlib over {checkout}")
     cfg = TrainConfig(framework="rllib")
-    ray.init(include_dashboard=False, num_cpus=max(runners) + 1, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    init_ray(num_cpus=max(runners) + 1)
     register_env("offload-bench", _rllib_env)
     out = {}
     try:

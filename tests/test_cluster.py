@@ -110,6 +110,18 @@ def _train(cluster: dict, out: Path, env: dict | None = None, timeout: int = 540
     return subprocess.run(cmd, cwd=ROOT, env=env or cluster["env"], capture_output=True, text=True, timeout=timeout)
 
 
+_MAP_DRIVER = """
+import json, sys
+import ray
+from agents.training.ray_tasks import map_on_ray
+
+def square_plus_one(x):
+    return [x * x + 1, ray.get_runtime_context().get_node_id()]
+
+print(json.dumps({"results": map_on_ray(square_plus_one, [3, 1, 2, 0], sys.argv[1])}))
+"""
+
+
 @pytest.mark.slow
 def test_readme_cluster_recipe_trains_on_a_second_node(cluster: dict, tmp_path: Path) -> None:
     # the driver as the issue ran it: no RAY_AUTH_MODE in its environment; it finds the token and uses it
@@ -122,6 +134,14 @@ def test_readme_cluster_recipe_trains_on_a_second_node(cluster: dict, tmp_path: 
     assert info["env_runner_nodes"] == [cluster["worker_node"]]
     assert info["driver_node"] != cluster["worker_node"]
     print(f"two iterations through --address in {time.time() - t0:.0f} s")
+
+    # map_on_ray through --address (the seeds/sweep primitive): same auth handling, tasks on the worker node,
+    # results in input order and equal to the serial loop
+    proc = subprocess.run([sys.executable, "-c", _MAP_DRIVER, cluster["address"]], cwd=ROOT, env=cluster["env"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["results"] == [[x * x + 1, cluster["worker_node"]] for x in (3, 1, 2, 0)]
 
     # a wrong token fails at once with its cause, not after Ray's retry loop
     t0 = time.time()

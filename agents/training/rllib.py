@@ -1,6 +1,7 @@
 """RLlib PPO (new API stack: RLModule, Learner, EnvRunners) on the same env, config, profile and traces.
 
-Runs on this machine (a local Ray instance, dashboard off, loopback only) or joins a Ray cluster (``address``).
+Runs on this machine (a local Ray instance, dashboard off, loopback only) or joins a Ray cluster (``address``);
+starting or joining Ray, with its token authentication, is ``ray_cluster``'s.
 EnvRunners are separate processes, so each builds its env from paths and the exact list of training trace
 names; failed EnvRunners are restarted instead of ending training. Checkpoints are written after every few
 iterations (to a temporary folder, then swapped in), and ``resume=True`` restores the last one. The trained
@@ -24,120 +25,26 @@ from agents.policies import LearnedPolicy
 from offload_common.files import write_json
 
 from .config import TrainConfig
+from .ray_cluster import init_ray
+from .ray_tasks import WorkerInputs
 from .runs import RunFolder, training_record
 
 ENV_NAME = "offload-gym-FrameOffload"
 
 
 def make_env(env_config: dict[str, Any]):
-    """EnvRunner-side constructor: profile and traces from paths, the listed trace names only."""
-    from bandwidth_traces import default_traces
+    """EnvRunner-side constructor: profile and traces from paths, the listed trace names only (``WorkerInputs``)."""
     from envs import EnvConfig, OffloadEnv
-    from perception import FrameProfile
 
-    profile = FrameProfile.load(env_config["profile"])
-    traces, origin = default_traces(env_config["traces"], seed=env_config["trace_seed"])
-    wanted = set(env_config["trace_names"])
-    chosen = [t for t in traces if f"{t.family}/{t.name}" in wanted]
-    if len(chosen) != len(wanted):
-        raise ValueError(f"env runner found {len(chosen)} of {len(wanted)} training traces in {origin}")
-    return OffloadEnv(profile, chosen, EnvConfig.from_dict(env_config["config"]))
+    inputs = WorkerInputs(env_config["profile"], env_config["traces"], env_config["trace_seed"],
+                          tuple(env_config["trace_names"]))
+    return OffloadEnv(inputs.load_profile(), inputs.load_traces(), EnvConfig.from_dict(env_config["config"]))
 
 
 def register() -> None:
     from ray.tune.registry import register_env
 
     register_env(ENV_NAME, make_env)
-
-
-class ClusterConnectError(ConnectionError):
-    """Joining a Ray cluster failed for a known reason; the message says which and what to do."""
-
-
-def _auth_token() -> tuple[str | None, str]:
-    """The Ray auth token this process would use, and where it comes from (Ray's own order of precedence:
-    ``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip(), "the RAY_AUTH_TOKEN environment variable"
-    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
-        where = f"{path} (RAY_AUTH_TOKEN_PATH)"
-    else:
-        path = Path.home() / ".ray" / "auth_token"
-        where = str(path)
-    try:
-        token = path.read_text().strip()
-    except OSError:
-        return None, where
-    return token or None, where
-
-
-def check_cluster(address: str, timeout_s: float = 10.0) -> bool:
-    """Ask the cluster's GCS at ``address`` for its id, without and then with this machine's auth token.
-
-    Returns whether the cluster wants the token (token authentication on). Raises ClusterConnectError at once with
-    the cause and the remedy (nothing listening, no token here, wrong token) instead of Ray's retry loop, which
-    ends after about 20 s with only "Failed to connect to Ray cluster".
-    """
-    import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-
-    def ask(metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
-        with grpc.insecure_channel(address) as channel:
-            stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-            try:
-                stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
-            except grpc.RpcError as exc:
-                return exc.code()
-        return grpc.StatusCode.OK
-
-    status = ask(())
-    if status == grpc.StatusCode.OK:
-        return False
-    if status != grpc.StatusCode.UNAUTHENTICATED:
-        raise ClusterConnectError(f"--address {address}: no Ray cluster answers there ({status.name}); start the head "
-                                  "with `ray start --head --port=PORT` and pass HEAD_IP:PORT")
-    token, where = _auth_token()
-    howto = ("copy the head node's ~/.ray/auth_token to this machine's ~/.ray/auth_token (mode 600), or point "
-             "RAY_AUTH_TOKEN_PATH at a copy; on the head, `ray get-auth-token` prints it")
-    if token is None:
-        raise ClusterConnectError(f"--address {address}: the cluster requires token authentication and this machine "
-                                  f"has no token (looked in {where}); {howto}")
-    if ask((("authorization", f"Bearer {token}"),)) != grpc.StatusCode.OK:
-        raise ClusterConnectError(f"--address {address}: the cluster rejected the token from {where} (it is not the "
-                                  f"token the cluster was started with); {howto}")
-    return True
-
-
-def _enable_token_auth() -> None:
-    """Token mode for this process and its children: the variable, then Ray's cached config and token reloaded
-    (Ray reads both once, at import; its own ``ray start --head`` does the same two steps)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    os.environ["RAY_AUTH_MODE"] = "token"
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> float:
-    """Start (or join) Ray; returns the seconds it took. Local: dashboard off, bound to loopback.
-
-    Joining: ``check_cluster`` first, so a wrong address or token fails in a second with its cause; when the cluster
-    uses token authentication and ``RAY_AUTH_MODE`` is unset, it is set to ``token`` for this process and its
-    children (Ray leaves it unset for an explicit address, so the driver would send no token).
-    """
-    import ray
-
-    t0 = time.time()
-    if not ray.is_initialized():
-        if address:
-            if check_cluster(address) and "RAY_AUTH_MODE" not in os.environ:
-                _enable_token_auth()
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                     log_to_driver=False, configure_logging=False)
-    return time.time() - t0
 
 
 def build_config(setup: Any, profile_path: str, traces_source: str, cfg: TrainConfig,
