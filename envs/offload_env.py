@@ -107,10 +107,18 @@ class OffloadEnv(gym.Env):
     ``true_mbps`` (trace throughput at decision time), ``action``, ``trace`` (index), ``frame`` (profile index),
     ``reused`` (the answer used was a cached remote answer).
 
+    ## Rendering
+    ``render_mode="rgb_array"``: ``render()`` returns the episode so far as an RGB uint8 image [600, 800, 3]
+    (``envs.render``): the trace's throughput and the device's estimate, the upload backlog against the deadline,
+    each frame's action (late or refused offloads marked), whether its answer was correct, the cached answer's
+    age. ``metadata["render_fps"]`` is the env's frame rate, so ``gymnasium.wrappers.RecordVideo`` plays episodes
+    in real time (it needs ``moviepy``, a dev extra). Rendering changes nothing in the dynamics.
+
     ## Arguments
     ``profile`` (default: the committed profile), ``traces`` (default: ../shared/traces, else the fitted
-    generator), ``config`` (``EnvConfig``: timing, costs, splits). Episodes come from the env's own random
-    stream, keyed by ``reset(seed=s)``, so the same seed gives the identical sequence of episodes.
+    generator), ``config`` (``EnvConfig``: timing, costs, splits), ``render_mode`` (None or ``"rgb_array"``).
+    Episodes come from the env's own random stream, keyed by ``reset(seed=s)``, so the same seed gives the
+    identical sequence of episodes.
 
     ## Examples
     >>> import gymnasium as gym, envs
@@ -136,10 +144,13 @@ class OffloadEnv(gym.Env):
     * v0: initial version (equal-length clips, whole clips per episode).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}  # and "render_fps": each env's frame rate (set in __init__)
 
     def __init__(self, profile: FrameProfile | None = None, traces: Sequence[Trace] | None = None,
-                 config: EnvConfig = EnvConfig()):
+                 config: EnvConfig = EnvConfig(), render_mode: str | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"OffloadEnv: render_mode={render_mode!r} is not supported; expected None or one of "
+                             f"{self.metadata['render_modes']}")
         profile, traces = _inputs(profile, traces)
         self.config = config
         self.core = OffloadDynamics(1, profile, traces, config)
@@ -152,6 +163,15 @@ class OffloadEnv(gym.Env):
         self._step_args = self.core.step_args(self._action, kernel.NO_AUTORESET)
         self._obs_row = self.core.buffers.obs[0]  # views into the kernel's output buffers
         self._out_row = self.core.buffers.out[0]
+        self._signals_row = self.core.buffers.signals[0]  # the kernel's raw decision-time signals (backlog, cache)
+        self.render_mode = render_mode
+        self.metadata = {**type(self).metadata, "render_fps": self.core.fps}
+        self._drawing = None
+        if render_mode is not None:
+            from .render import EpisodeDrawing
+
+            self._drawing = EpisodeDrawing(self.action_names, self.observation_fields, self.core.fps,
+                                           config.deadline_s, config.episode_frames)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode. ``options`` may pin ``trace``, ``start_s``, and ``pieces`` or ``scenes``."""
@@ -166,7 +186,11 @@ class OffloadEnv(gym.Env):
                 raise ValueError(f"unknown reset options {sorted(unknown)}; expected {', '.join(_RESET_OPTIONS)}")
             self.core.pin_episode(0, **options)
         episode = self.core.state.device[0]
-        return self.core.observe()[0].copy(), {"trace": int(episode["trace"]), "start_s": float(episode["start_s"])}
+        obs = self.core.observe()[0].copy()
+        if self._drawing is not None:
+            trace = self.traces[int(episode["trace"])]
+            self._drawing.begin(f"{trace.family}/{trace.name}", obs, self._signals_row)
+        return obs, {"trace": int(episode["trace"]), "start_s": float(episode["start_s"])}
 
     def episode(self) -> dict[str, Any]:
         """The current episode as ``reset(options=...)`` pins it: ``trace``, ``start_s``, ``pieces``."""
@@ -189,7 +213,20 @@ class OffloadEnv(gym.Env):
         if code:
             self.core.raise_step_error(code, row, self._action)
         reward, terminated, truncated, _, *info = self._out_row.item()
-        return self._obs_row.copy(), reward, terminated, truncated, dict(zip(_INFO_KEYS, info))
+        info = dict(zip(_INFO_KEYS, info))
+        if self._drawing is not None:  # with the next frame's observation and decision-time signals
+            self._drawing.record(info, self._obs_row, self._signals_row)
+        return self._obs_row.copy(), reward, terminated, truncated, info
+
+    def render(self):
+        """With ``render_mode="rgb_array"``: the episode so far as an RGB uint8 image [600, 800, 3] (uplink
+        throughput, backlog, each frame's action, correct or wrong, cache age); with None, warns and returns None."""
+        if self._drawing is None:
+            env_id = self.spec.id if self.spec is not None else "offload/FrameOffload-v1"
+            gym.logger.warn("You are calling render method without specifying any render mode. You can specify the "
+                            f'render_mode at initialization, e.g. gym.make("{env_id}", render_mode="rgb_array")')
+            return None
+        return self._drawing.image()
 
 
 class OffloadVectorEnv(VectorEnv):
