@@ -39,7 +39,7 @@ def _experiment(args: argparse.Namespace):
                                   bandwidth_scales=scales)
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
-                      progress=not args.no_progress, address=getattr(args, "address", None),
+                      progress=not args.no_progress, address=args.address,
                       tune=getattr(args, "tune", False), command=tuple(args.command))
 
 
@@ -149,6 +149,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_address(text: str) -> str:
+    return text if text == "local" else host_port(text)
+
+
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from perception import DEFAULT_PROFILE
 
@@ -179,6 +183,10 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "(its settings must match this command's, except --timesteps / --iterations)")
     p.add_argument("--force", action="store_true", help="delete the run in --out and start a new one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--address", type=_ray_address, default=None, help="the Ray cluster whose head is at HOST:PORT "
+                   "(token authentication is handled), or 'local' for a local Ray on loopback: SB3 trains one Ray "
+                   "task per seed there (run folders must be on storage every node sees), RLlib trains there "
+                   "(default: SB3 trains here, one seed after another; RLlib on a local Ray)")
     p.add_argument("--seeds", type=argtype(parse_seeds), default=None, metavar="S1,S2,...",
                    help="train one run per training seed (comma-separated, distinct, >= 0) into --out/seed<N> "
                    "(default --out: runs/<algo>-seeds<S1>-<S2>...). train: the runs only. run: also tunes the "
@@ -222,8 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RLlib: EnvRunner processes (default: %(default)s)")
     p.add_argument("--iterations", type=int_at_least(1), default=defaults.iterations,
                    help=f"RLlib: training iterations of {defaults.train_batch:,} steps (default: %(default)s)")
-    p.add_argument("--address", type=host_port, default=None, help="RLlib: join the Ray cluster whose head is at "
-                   "HOST:PORT (token authentication is handled; default: a local Ray, loopback only)")
     p.add_argument("--tune", action="store_true", help="RLlib: Ray Tune sweep over learning rate x entropy")
 
     p = _compared(_common(sub.add_parser("evaluate", help="evaluate policies (CBO, baselines, learned) on held-out "

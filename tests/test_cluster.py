@@ -143,6 +143,22 @@ def test_readme_cluster_recipe_trains_on_a_second_node(cluster: dict, tmp_path: 
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["results"] == [[x * x + 1, cluster["worker_node"]] for x in (3, 1, 2, 0)]
 
+    # run --seeds through --address: one Ray task per seed on the worker node, then one report from the driver
+    small = tmp_path / "traces"
+    for family in ("fcc", "norway-hsdpa"):
+        (small / family).mkdir(parents=True)
+        for src in sorted((ROOT.parent / "shared" / "traces" / family).iterdir())[:6]:
+            (small / family / src.name).write_bytes(src.read_bytes())
+    proc = subprocess.run([sys.executable, "train_agent.py", "run", "--seeds", "0,1", "--timesteps", "256",
+                           "--n-envs", "1", "--episodes", "1", "--traces", str(small), "--address",
+                           cluster["address"], "--out", str(tmp_path / "seeds"), "--no-progress"], cwd=ROOT,
+                          env=cluster["env"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "seeds" / "report.json").read_text())
+    assert {"ppo-seed0", "ppo-seed1", "ppo (2 seeds)"} <= set(report)
+    for seed in (0, 1):
+        assert (tmp_path / "seeds" / f"seed{seed}" / "policy.onnx").is_file()
+
     # a wrong token fails at once with its cause, not after Ray's retry loop
     t0 = time.time()
     proc = _train(cluster, tmp_path / "bad", env={**cluster["env"], "RAY_AUTH_TOKEN": "0" * 32}, timeout=120)

@@ -304,3 +304,26 @@ def test_bad_sweep_ranges_exit_2_naming_the_flag(flag: str, value: str, tmp_path
     assert _exit_code(["sweep", flag, value, "--out", str(out)]) == 2
     assert flag in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_seeds_as_ray_tasks_reproduces_the_serial_runs(seeds_run: Path, traces: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """``--address local``: one Ray task per seed on a loopback Ray gives the very runs the serial loop trained."""
+    import ray
+    import torch
+
+    from agents.training import load_model
+
+    out = tmp_path / "on-ray"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(train_agent, "_experiment", _one_thread(train_agent._experiment))
+            assert train_agent.main(["train", "--seeds", "0,1", "--timesteps", "128", "--n-envs", "1",
+                                     "--traces", str(traces["train"]), "--out", str(out), "--no-progress",
+                                     "--address", "local"]) == 0
+    finally:
+        ray.shutdown()
+    for seed in (0, 1):
+        got = load_model(out / f"seed{seed}" / "best_model.zip").policy.state_dict()
+        want = load_model(seeds_run / f"seed{seed}" / "best_model.zip").policy.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), seed

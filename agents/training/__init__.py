@@ -8,6 +8,7 @@ finished run back as a ``Policy``. Frameworks are imported only when used.
 
 from .config import ALGOS, FRAMEWORKS, TrainConfig, method_name
 from .ray_cluster import ClusterConnectError, check_cluster, init_ray
+from .ray_tasks import TaskFailed, WorkerInputs, map_on_ray
 from .rllib import train_rllib, tune_sweep
 from .runs import (
                    RunFolder,
@@ -21,8 +22,7 @@ from .runs import (
 )
 from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
 
-__all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TrainConfig",
+__all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TaskFailed", "TrainConfig",
            "TrainResult", "check_cluster", "check_run_dir", "holds_run", "init_ray", "load_model", "load_run_model",
-           "load_run_policy", "method_name", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3",
-           "training_record",
-           "tune_sweep"]
+           "load_run_policy", "map_on_ray", "method_name", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3",
+           "training_record", "tune_sweep", "WorkerInputs"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ class Experiment:
     ``train.seed`` is the training seed of a one-seed experiment; ``seeds`` (when given) trains one run per seed
     in ``out/seed<N>`` instead. ``out`` None means ``runs/<method>-seed<seed>`` (one seed) or
     ``runs/<method>-seeds<s1>-<s2>...``. ``resume`` continues runs that exist (seeds without one start), ``force``
-    deletes them first. ``address`` (RLlib) joins a Ray cluster; ``tune`` (RLlib) runs a Tune sweep instead of one
-    run.
+    deletes them first. ``address`` joins a Ray cluster (``"local"``: a local Ray on loopback): RLlib trains there,
+    and SB3 trains one Ray task per seed there (the run folders must be on storage every node sees); ``tune``
+    (RLlib) runs a Tune sweep instead of one run.
     """
 
     inputs: Inputs
@@ -127,7 +128,7 @@ def check_experiment(exp: Experiment) -> None:
             raise RunFolderError(f"--out {base}: {', '.join(taken)} already hold(s) a training run; pass --resume to "
                                  "continue the seeds' runs (seeds without a run start) or --force to delete them and "
                                  "start again (or choose another --out)")
-    if exp.train.framework == "rllib" and exp.address:
+    if exp.address not in (None, "local"):
         check_cluster(exp.address)  # a wrong address or token fails here, before anything is loaded or written
 
 
@@ -159,8 +160,8 @@ def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Ca
     if tcfg.framework == "rllib":
         log(f"seed {seed}: {'resuming' if resume else 'training'} RLlib {tcfg.algo.upper()} for {tcfg.iterations} "
             f"iterations -> {folder}")
-        info = train_rllib(loaded.setup, folder, str(exp.inputs.profile), loaded.source, tcfg, exp.address,
-                           resume=resume)
+        address = None if exp.address == "local" else exp.address
+        info = train_rllib(loaded.setup, folder, str(exp.inputs.profile), loaded.source, tcfg, address, resume=resume)
         log(f"ray.init {info['ray_init_s']} s, build {info['build_s']} s, {info['seconds_per_iteration']:.2f} s per "
             f"iteration; best validation accuracy {info['best_val_accuracy']:.4f}; checkpoint in {folder}/checkpoint")
         seconds = sum(h["seconds"] for h in info["history"])
@@ -173,6 +174,30 @@ def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Ca
     log(f"seed {seed}: trained {result.timesteps:,} steps in {result.seconds:.0f} s; best validation accuracy "
         f"{best:.4f} ({result.best_path})")
     return TrainedRun(seed, folder, exp.policy_name(seed), result.seconds, result.timesteps, best)
+
+
+def _train_on_worker(exp: Experiment, item: tuple[int, Path]) -> TrainedRun:
+    """One seed's training as a Ray task: the worker loads the inputs itself, by the same rule as the driver."""
+    seed, folder = item
+    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print)
+
+
+def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None]) -> list[TrainedRun]:
+    """Every seed's run: one after another here, or (SB3 with ``address``) one Ray task per seed, which gives the
+    same runs (training depends on the seed and settings only; each task uses ``train.threads`` torch threads as
+    the local loop does)."""
+    if exp.address is None or exp.train.framework == "rllib":
+        return [_train_one(exp, loaded, seed, folder, log) for seed, folder in exp.folders()]
+    import functools
+
+    from agents.training import map_on_ray
+
+    items = [(seed, folder.resolve()) for seed, folder in exp.folders()]
+    log(f"training {len(items)} run(s) as Ray tasks on {exp.address} ({exp.train.threads} CPUs each)")
+    exp = replace(exp, inputs=replace(exp.inputs, profile=Path(exp.inputs.profile).resolve()))
+    return map_on_ray(functools.partial(_train_on_worker, exp), items,
+                      None if exp.address == "local" else exp.address, num_cpus=exp.train.threads,
+                      describe=lambda item: f"seed {item[0]} ({item[1]})")
 
 
 def train_runs(exp: Experiment, log: Callable[[str], None] = print) -> ExperimentSummary:
@@ -188,8 +213,7 @@ def train_runs(exp: Experiment, log: Callable[[str], None] = print) -> Experimen
         for row in res["trials"]:
             log(str(row))
         return ExperimentSummary(exp.base, [], seconds=time.time() - t0)
-    runs = [_train_one(exp, loaded, seed, folder, log) for seed, folder in exp.folders()]
-    return ExperimentSummary(exp.base, runs, seconds=time.time() - t0)
+    return ExperimentSummary(exp.base, _train_all(exp, loaded, log), seconds=time.time() - t0)
 
 
 def export_and_check(run_dir: Path, loaded: Loaded) -> Path:
@@ -216,8 +240,6 @@ def export_and_check(run_dir: Path, loaded: Loaded) -> Path:
 
 def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> ExperimentSummary:
     """The main job for one seed or several: tune, train, export, evaluate, report (see the module docstring)."""
-    from dataclasses import replace
-
     from agents.evaluation import (
         SEED_INTERVAL_NOTE,
         SeedGroup,
@@ -244,11 +266,10 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     policies, tuning = named_policies(loaded.setup, all_policy_names(loaded.setup), exp.inputs.seed)
     print_tuning(tuning, log)
     runs = []
-    for seed, folder in exp.folders():
-        run = _train_one(exp, loaded, seed, folder, log)
-        run = replace(run, onnx=export_and_check(folder, loaded))
-        log(f"seed {seed}: policy exported to {run.onnx} (ONNX Runtime matches PyTorch on held-out observations)")
-        policies[run.name] = load_run_policy(folder, run.name)
+    for run in _train_all(exp, loaded, log):
+        run = replace(run, onnx=export_and_check(run.folder, loaded))
+        log(f"seed {run.seed}: policy exported to {run.onnx} (ONNX Runtime matches PyTorch on held-out observations)")
+        policies[run.name] = load_run_policy(run.folder, run.name)
         runs.append(run)
     setup = loaded.setup
     results = evaluate_on_test(setup, policies, exp.episodes, exp.inputs.seed, progress=exp.progress)
