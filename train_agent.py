@@ -429,7 +429,7 @@ def _write_evaluation_report(args: argparse.Namespace, setup, results: dict, ext
                  sections=[seeds_markdown(summaries)] if summaries else [])
 
 
-SWEEP_POLICIES = "local,cbo,cbo+teacher,cbo-cond,cachenet,oracle"
+SWEEP_POLICIES = "local,cbo,cbo+teacher,cbo-cond,cachenet,learned-greedy,oracle"
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
