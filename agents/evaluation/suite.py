@@ -19,6 +19,7 @@ from agents.policies import (
     tune_cbo,
     tune_cbo_cond,
     tune_clairvoyant,
+    tune_learned_greedy,
 )
 from bandwidth_traces import Trace
 from bandwidth_traces import split as split_traces
@@ -106,43 +107,57 @@ def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int 
     """The named heuristics, each tuned by grid search on training traces and training scenes only.
 
     cbo and cbo+teacher: (tau, margin), then tau_teacher; cbo-cond: (tau, margin, use_teacher); cachenet: the
-    reuse rule, the refresh knobs and (tau, margin) on top of the tuned cbo-cond. Also the tuned reference
-    link-oracle (``agents.clairvoyant``: cachenet's rule with the true in-time test), tuned the same way, starting
-    from the tuned cachenet. Returns the policies and, per name, its parameters, grid and tuning time.
+    reuse rule, the refresh knobs and (tau, margin) on top of the tuned cbo-cond; learned-greedy: its model fitted
+    on the tuned cachenet's (epsilon-random) rollouts over training traces x training scenes, then its bonuses.
+    Also the tuned reference link-oracle (``agents.clairvoyant``: cachenet's rule with the true in-time test),
+    tuned the same way from the tuned cachenet's point. Returns the policies and, per name, its parameters, grid,
+    tuning time and the grid edges its optimum hit (``grid_edges``, also collected under ``info["grid_edges"]``).
     """
     score, tuned_on = training_scorer(setup, seed, episodes)
     out: dict[str, Policy] = {}
     info: dict[str, Any] = {"tuned_on": tuned_on}
+
+    def record(name: str, pol: Policy, grid: list, t0: float, **more: Any) -> None:
+        out[name] = pol
+        info[name] = {"params": pol.describe(), "grid": grid, "seconds": round(time.time() - t0, 1),
+                      "grid_edges": list(getattr(pol, "tuning_edges", [])), **more}
+
     if {"cbo", "cbo+teacher"} & set(names):
         t0 = time.time()
         a_r, a_t = profiled_accuracy(select_profile(setup.profile, setup.config.replace(profile_split="train")))
         cbo, cbot, grid = tune_cbo(score, a_r, a_t)
-        out.update({"cbo": cbo, "cbo+teacher": cbot})
-        info["cbo"] = {"params": cbo.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
-        info["cbo+teacher"] = {"params": cbot.describe()}
-    if {"cbo-cond", "cachenet", "link-oracle"} & set(names):
+        record("cbo", cbo, grid, t0)
+        out["cbo+teacher"] = cbot
+        info["cbo+teacher"] = {"params": cbot.describe(), "grid_edges": list(getattr(cbot, "tuning_edges", []))}
+    needs_cachenet = {"cachenet", "link-oracle", "learned-greedy"}
+    if ({"cbo-cond"} | needs_cachenet) & set(names):
         t0 = time.time()
         cond, grid = tune_cbo_cond(score)
-        out["cbo-cond"] = cond
-        info["cbo-cond"] = {"params": cond.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
-        if {"cachenet", "link-oracle"} & set(names):
+        record("cbo-cond", cond, grid, t0)
+        if needs_cachenet & set(names):
             t0 = time.time()
             cache, grid = tune_cachenet(score, cond)
-            out["cachenet"] = cache
-            info["cachenet"] = {"params": cache.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+            record("cachenet", cache, grid, t0)
             if "link-oracle" in names:
                 t0 = time.time()
                 link, grid = tune_clairvoyant(score, cache)
-                out["link-oracle"] = link
-                info["link-oracle"] = {"params": link.describe(), "grid": grid, "seconds": round(time.time() - t0, 1)}
+                record("link-oracle", link, grid, t0)
+            if "learned-greedy" in names:
+                from .greedy import fit_learned_greedy
+
+                t0 = time.time()
+                model = fit_learned_greedy(setup, cache, seed)
+                greedy, grid = tune_learned_greedy(score, model)
+                record("learned-greedy", greedy, grid, t0)
+    info["grid_edges"] = {n: info[n]["grid_edges"] for n in out if info.get(n, {}).get("grid_edges")}
     return {n: out[n] for n in names if n in out}, info
 
 
 def named_policies(setup: Setup, names: Sequence[str], seed: int = 0,
                    tune_episodes: int = TUNE_EPISODES) -> tuple[dict[str, Policy], dict[str, Any]]:
     """Policies by name: one per action (local, offload@<r>, teacher, reuse), random, oracle, the tuned
-    heuristics cbo, cbo+teacher, cbo-cond, cachenet and the tuned reference link-oracle (tuned on training data
-    only)."""
+    heuristics cbo, cbo+teacher, cbo-cond, cachenet, the one-step learned baseline learned-greedy and the tuned
+    reference link-oracle (tuned, and learned-greedy fitted, on training data only)."""
     available = baseline_policies(setup.action_names(), seed)
     tunable = (*HEURISTICS, *TUNED_REFERENCES)
     unknown = [n for n in names if n not in available and n not in tunable]

@@ -3,11 +3,27 @@
 ``grid_search`` scores every point of a grid and keeps the best (the first best on ties, in grid order);
 ``coordinate_search`` runs it stage by stage, each stage's best values fixed for the next. Each returns the best
 policy and one row per scored point (``variant``, the point's parameters, ``score``), which the report keeps.
+
+Edges. A grid is a guess at where the optimum lies; an optimum on the grid's edge says the guess was too narrow.
+When the best value of a numeric parameter with a search bound (``EXTEND_LIMITS``) is the smallest or largest on
+its axis, the axis is extended one step beyond it (the spacing of the two values at that edge, clipped to the
+bound) and the new slice of the grid (that value x every value of the other axes) is scored; this repeats until
+the optimum is inside the axis, at its bound, or ``MAX_EXTENSIONS`` steps were taken. The returned policy carries
+``tuning_edges``: one record per numeric parameter whose best value was on an edge of its axis (before or after
+extension), saying which side, the original and the searched range, how many values were added and whether it is
+still on the edge (reports keep these records in report_meta.json).
+
+Order by construction. ``coordinate_search`` adds each stage's current values to that stage's axes, so every
+stage's best scores at least as well as the point it started from: a search started from another tuned policy's
+parameters (link-oracle from cachenet) ends at least as high on the tuning episodes. A point whose policy
+describes itself exactly like one already scored (``Policy.describe``: its every parameter) is not scored again.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,31 +35,133 @@ TAU_GRID = [float(t) for t in np.round(np.arange(-0.10, 0.41, 0.05), 3)]  # expe
 MIN_COS_GRID = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]  # embedding cosine for reusing a cached answer
 MAX_AGE_GRID = [0.5, 1.0, 2.0, 4.0, 1e9]  # seconds a cached answer may be reused (1e9: no limit)
 
+# Numeric parameters whose axis is extended when the optimum sits on its edge, and the bounds of that extension.
+# Gains and bonuses are differences of probabilities (|x| <= 1); slack margins are shares of the deadline; a
+# cosine is at most 1; an age or lateness of 1e9 s already means "no limit".
+EXTEND_LIMITS: dict[str, tuple[float, float]] = {
+    "tau": (-1.0, 1.0), "tau_teacher": (-1.0, 1.0), "margin": (-1.0, 1.0), "min_cos": (0.0, 1.0),
+    "max_age_s": (0.1, 1e9), "max_late_s": (0.1, 1e9), "send_bonus": (-1.0, 1.0), "reuse_bonus": (-1.0, 1.0),
+}
+MAX_EXTENSIONS = 12  # extension steps per search, over all axes
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    """Whether an axis holds at least two distinct real numbers and nothing else (no bools, None or strings)."""
+    return (len(set(values)) >= 2
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values))
+
+
+def _key(pol: Policy) -> str:
+    return json.dumps(pol.describe(), sort_keys=True, default=str)
+
 
 def grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], grid: dict[str, Sequence],
-                variant: str, fixed: dict[str, Any] | None = None) -> tuple[Policy, list[dict[str, Any]]]:
+                variant: str, fixed: dict[str, Any] | None = None, *,
+                limits: dict[str, tuple[float, float]] | None = None,
+                memo: dict[str, float] | None = None) -> tuple[Policy, list[dict[str, Any]]]:
     """The policy ``make(**point)`` with the highest ``score`` over the grid's product, and every point's row
-    (``fixed`` parameters, recorded in each row, are the ones ``make`` holds constant)."""
-    rows, best = [], None
-    for values in itertools.product(*grid.values()):
-        params = dict(zip(grid, values))
-        pol = make(**params)
-        s = score(pol)
-        rows.append({"variant": variant, **(fixed or {}), **params, "score": s})
-        if best is None or s > best[0]:
-            best = (s, pol)
+    (``fixed`` parameters, recorded in each row, are the ones ``make`` holds constant).
+
+    Numeric axes named in ``limits`` (default ``EXTEND_LIMITS``) are extended past an edge the optimum sits on
+    (module docstring); rows of the added points carry ``"extended": True``. ``memo`` (description -> score) is
+    shared by the stages of a ``coordinate_search``. The best policy's ``tuning_edges`` lists the edges hit."""
+    limits = EXTEND_LIMITS if limits is None else limits
+    memo = {} if memo is None else memo
+    axes = {k: list(v) for k, v in grid.items()}
+    rows: list[dict[str, Any]] = []
+    best: list[Any] = []  # [score, policy, params]
+
+    def run(points: Sequence[tuple], extended: bool) -> None:
+        for values in points:
+            params = dict(zip(axes, values))
+            pol = make(**params)
+            key = _key(pol)
+            if key not in memo:
+                memo[key] = float(score(pol))
+            s = memo[key]
+            rows.append({"variant": variant, **(fixed or {}), **params, "score": s,
+                         **({"extended": True} if extended else {})})
+            if not best or s > best[0]:
+                best[:] = [s, pol, params]
+
+    run(list(itertools.product(*axes.values())), False)
+    added: dict[str, dict[str, int]] = {k: {"low": 0, "high": 0} for k in axes}
+    for _ in range(MAX_EXTENSIONS):
+        step = _extension(axes, best[2], limits)
+        if step is None:
+            break
+        name, value, side = step
+        added[name][side] += 1
+        axes[name] = sorted([*axes[name], value])
+        others = [[value] if k == name else axes[k] for k in axes]
+        run(list(itertools.product(*others)), True)
+    edges = _edges(grid, axes, best[2], added, limits)
+    best[1].tuning_edges = edges
     return best[1], rows
+
+
+def _extension(axes: dict[str, list], params: dict[str, Any], limits: dict[str, tuple[float, float]]
+               ) -> tuple[str, float, str] | None:
+    """The next value to add: on the first extendable axis whose best value is on an edge below its bound."""
+    for name, values in axes.items():
+        if name not in limits or not _numeric(values):
+            continue
+        lo, hi = limits[name]
+        v = sorted(set(values))
+        if params[name] == v[0] and v[0] > lo:
+            return name, float(round(max(lo, v[0] - (v[1] - v[0])), 6)), "low"
+        if params[name] == v[-1] and v[-1] < hi:
+            return name, float(round(min(hi, v[-1] + (v[-1] - v[-2])), 6)), "high"
+    return None
+
+
+def _edges(grid: dict[str, Sequence], axes: dict[str, list], params: dict[str, Any],
+           added: dict[str, dict[str, int]], limits: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+    """One record per numeric parameter whose best value was on an edge of its original or extended axis."""
+    out = []
+    for name, original in grid.items():
+        if not _numeric(list(original)):
+            continue
+        value = params[name]
+        lo0, hi0 = min(original), max(original)
+        lo, hi = min(axes[name]), max(axes[name])
+        on_edge = value in (lo, hi)
+        n_added = sum(added[name].values())
+        if not on_edge and not n_added:
+            continue
+        side = ("low" if value == lo else "high") if on_edge else max(added[name], key=added[name].get)
+        why = ("inside the extended grid" if not on_edge else
+               "at its search bound" if name in limits and value in limits[name] else
+               "not extended (no search bound for this parameter)" if name not in limits else
+               "extension limit reached")
+        out.append({"param": name, "value": value, "side": side, "grid": [lo0, hi0], "searched": [lo, hi],
+                    "added": n_added, "still_on_edge": on_edge, "why": why})
+    return out
 
 
 def coordinate_search(score: Callable[[Policy], float], make: Callable[..., Policy], start: dict[str, Any],
                       stages: Sequence[dict[str, Sequence]], variant: str) -> tuple[Policy, list[dict[str, Any]]]:
     """``grid_search`` over each stage in turn from the parameters ``start``; a stage's best values stay fixed for
-    the stages after it."""
+    the stages after it. Each stage's axes include the current value of their parameter (in order, for numeric
+    axes), so no stage ends below its starting point."""
     params = dict(start)
     rows: list[dict[str, Any]] = []
     best: Policy | None = None
+    memo: dict[str, float] = {}
+    edges: list[dict[str, Any]] = []
     for grid in stages:
-        best, more = grid_search(score, lambda **p: make(**{**params, **p}), grid, variant)
+        grid = {k: _with_value(v, params[k]) if k in params else list(v) for k, v in grid.items()}
+        best, more = grid_search(score, lambda **p: make(**{**params, **p}), grid, variant, memo=memo)
         rows += more
+        edges = [e for e in edges if e["param"] not in grid] + best.tuning_edges
         params.update({k: getattr(best, k) for k in grid})
+    best.tuning_edges = edges
     return best, rows
+
+
+def _with_value(values: Sequence[Any], value: Any) -> list[Any]:
+    """``values`` with ``value`` added if missing (in sorted position when the axis is numeric)."""
+    values = list(values)
+    if value in values:
+        return values
+    return sorted([*values, value]) if _numeric([*values, value]) else [*values, value]

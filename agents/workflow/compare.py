@@ -13,7 +13,7 @@ from .inputs import Inputs, load_inputs, resolve_policies
 from .record import JobRecord
 from .runs import load_runs
 
-SWEEP_POLICIES = ("local", "cbo", "cbo+teacher", "cbo-cond", "cachenet", "oracle")
+SWEEP_POLICIES = ("local", "cbo", "cbo+teacher", "cbo-cond", "cachenet", "learned-greedy", "oracle")
 
 
 def _check_names(names: Sequence[str], runs: Sequence[Path], flag: str, default: str) -> None:
