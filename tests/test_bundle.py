@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,6 @@ from envs import EnvConfig, OffloadVectorEnv
 from offload_common.files import read_json, write_json
 from offload_common.observation import ObservationSpec
 from perception import DEFAULT_STUDENT
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -71,17 +67,19 @@ def test_runs_record_the_spec_and_the_bundle_holds_what_a_device_needs(device_ru
     assert np.array_equal(OnnxPolicy(bundle / "policy.onnx").act(obs), load_run_policy(run).act(obs))  # the run's
 
 
-def test_cli_export_bundle_and_onnx_both_work(device_run, tmp_path: Path) -> None:
+def test_cli_export_bundle_and_onnx_both_work(device_run, tmp_path: Path, capsys) -> None:
+    from train_agent import main
+
     run = device_run["run"]
     out = tmp_path / "b"
-    proc = subprocess.run([sys.executable, "train_agent.py", "export", str(run), "--bundle", str(out)], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "wrote device bundle" in proc.stdout and load_bundle(out).spec == load_bundle(device_run["bundle"]).spec
-    onnx_out = tmp_path / "p.onnx"
-    proc = subprocess.run([sys.executable, "train_agent.py", "export", str(run), "-o", str(onnx_out)], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0 and onnx_out.is_file(), proc.stderr[-2000:]
+    assert main(["export", str(run), "--bundle", str(out)]) == 0  # the profile comes from the run's config.json
+    assert "wrote device bundle" in capsys.readouterr().out
+    new, old = load_bundle(out), load_bundle(device_run["bundle"])
+    assert new.spec == old.spec and new.manifest["files"]["student_int8.onnx"] == old.manifest["files"][
+        "student_int8.onnx"] and new.manifest["files"]["distill_w1.npy"] == old.manifest["files"]["distill_w1.npy"]
+    assert main(["export", str(run), "-o", str(tmp_path / "p.onnx")]) == 0 and (tmp_path / "p.onnx").is_file()
+    assert main(["export", str(run), "--bundle", str(tmp_path / "p.onnx")]) == 2  # a file is no bundle folder
+    assert "--bundle" in capsys.readouterr().err
 
 
 def test_rewriting_a_bundle_is_atomic_and_foreign_folders_are_refused(device_run, tmp_path: Path) -> None:
