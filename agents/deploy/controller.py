@@ -33,6 +33,7 @@ throughput estimate (the env knows it exactly, because it simulates the link); e
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ class DeviceController:
         self._remote_times, self._consts = observation.observation_constants(self.spec)
         self._ring = self.spec.history + self.spec.max_queue
         self._obs = np.zeros((1, self.spec.dim), np.float32)
+        self._lock = threading.RLock()  # upload and answer reports may come from another thread than the frames
         self.reset(0.0)
 
     @classmethod
@@ -175,44 +177,45 @@ class DeviceController:
     # ---- state ------------------------------------------------------------------------------------------------
     def reset(self, start_s: float) -> None:
         """Start a new stream (the env's episode) at ``start_s``: empty cache, idle uplink, no measurements."""
-        self.start_s = float(start_s)
-        self.link_free_s = self.start_s
-        self.uploads: deque[_Upload] = deque(maxlen=self._ring)  # the env's ring: every upload in flight + H newest
-        self.issued = 0
-        self.offload_ema = 0.0
-        self.last_action = 0
-        self.prev_embedding: NDArray[np.float64] | None = None
-        self.cache: _Upload | None = None
-        self.policy.reset()
+        with self._lock:
+            self.start_s = float(start_s)
+            self.uploads: deque[_Upload] = deque(maxlen=self._ring)  # the env's ring: all in flight + the H newest
+            self._evicted_finish = self.start_s  # finish time of the newest upload that left the ring
+            self.issued = 0
+            self.offload_ema = 0.0
+            self.last_action = 0
+            self.prev_embedding: NDArray[np.float64] | None = None
+            self.cache: _Upload | None = None
+            self.policy.reset()
 
     def upload_finished(self, ticket: int, finish_s: float) -> None:
         """The uplink finished sending ``ticket``'s JPEG at ``finish_s`` (it yields a throughput measurement)."""
-        up = self._upload(ticket, "upload_finished")
-        if not np.isfinite(finish_s) or finish_s < up.decide_s:
-            raise ValueError(f"upload_finished({ticket}): finish_s={finish_s!r} must be a finite time >= the "
-                             f"decision time {up.decide_s!r} at which it was sent")
-        before = [u for u in self.uploads if u.ticket < ticket]
-        if before and not np.isfinite(before[-1].finish_s):
-            raise ValueError(f"upload_finished({ticket}): upload {before[-1].ticket} was sent before it and has not "
-                             "finished; the uplink is FIFO, report finishes in sending order")
-        prev_free = before[-1].finish_s if before else self.start_s
-        start = max(up.decide_s, prev_free)
-        up.finish_s = float(finish_s)
-        up.mbps = up.nbytes * 8e-6 / max(up.finish_s - start, 1e-9)
-        if ticket == self.issued - 1:
-            self.link_free_s = up.finish_s
+        with self._lock:
+            up = self._upload(ticket, "upload_finished")
+            if not np.isfinite(finish_s) or finish_s < up.decide_s:
+                raise ValueError(f"upload_finished({ticket}): finish_s={finish_s!r} must be a finite time >= the "
+                                 f"decision time {up.decide_s!r} at which it was sent")
+            before = [u for u in self.uploads if u.ticket < ticket]
+            prev_free = before[-1].finish_s if before else self._evicted_finish
+            if not np.isfinite(prev_free):
+                raise ValueError(f"upload_finished({ticket}): upload {ticket - 1} was sent before it and has not "
+                                 "finished; the uplink is FIFO, report finishes in sending order")
+            start = max(up.decide_s, prev_free)  # the env's upload start: decision time, or when the link freed
+            up.finish_s = float(finish_s)
+            up.mbps = up.nbytes * 8e-6 / max(up.finish_s - start, 1e-9)
 
     def answer(self, ticket: int, label: int, confidence: float, arrival_s: float) -> None:
         """The remote answer to ``ticket`` (class ``label``, the model's ``confidence``) arrived at ``arrival_s``.
 
         It enters the answer cache at the first decision at or after ``arrival_s``, late or not. An answer to an
         upload older than the env's ring (history + send buffer uploads ago) is ignored, as in the env."""
-        if not any(u.ticket == ticket for u in self.uploads) and 0 <= ticket < self.issued:
-            return
-        up = self._upload(ticket, "answer")
-        if not np.isfinite(arrival_s):
-            raise ValueError(f"answer({ticket}): arrival_s must be a finite time, got {arrival_s!r}")
-        up.answer_s, up.label, up.confidence = float(arrival_s), int(label), float(confidence)
+        with self._lock:
+            if not any(u.ticket == ticket for u in self.uploads) and 0 <= ticket < self.issued:
+                return
+            up = self._upload(ticket, "answer")
+            if not np.isfinite(arrival_s):
+                raise ValueError(f"answer({ticket}): arrival_s must be a finite time, got {arrival_s!r}")
+            up.answer_s, up.label, up.confidence = float(arrival_s), int(label), float(confidence)
 
     def _upload(self, ticket: int, what: str) -> _Upload:
         for u in self.uploads:
@@ -259,6 +262,10 @@ class DeviceController:
 
     def decide(self, p: Perception, capture_s: float, decide_s: float | None = None) -> Decision:
         """The decision for a perceived frame; updates the uplink, cache and behaviour state as the env's step."""
+        with self._lock:
+            return self._decide(p, capture_s, decide_s)
+
+    def _decide(self, p: Perception, capture_s: float, decide_s: float | None) -> Decision:
         t0 = time.perf_counter()
         decide_s = capture_s + self.student_s if decide_s is None else float(decide_s)
         obs = self.observe(p, decide_s)
@@ -278,8 +285,9 @@ class DeviceController:
             jpeg = p.jpegs[r]
             resolution = self.spec.resolutions[r] if r < len(self.spec.resolutions) else None
             ticket = self.issued
-            emb = self._unit(p.embedding)
-            self.uploads.append(_Upload(ticket, decide_s, float(capture_s), len(jpeg), r, emb))
+            if len(self.uploads) == self.uploads.maxlen:
+                self._evicted_finish = self.uploads[0].finish_s
+            self.uploads.append(_Upload(ticket, decide_s, float(capture_s), len(jpeg), r, self._unit(p.embedding)))
             self.issued += 1
         cached = self.cache.label if self.cache is not None else -1
         answer = cached if action == n_remote + 1 and cached >= 0 else int(p.topk_class[0])
@@ -338,10 +346,12 @@ class DeviceController:
     def _link_free_estimate(self, decide_s: float, meas: NDArray[np.float64]) -> float:
         """When the uplink is free: the last upload's finish time once known (exact, as the env); otherwise each
         unreported upload is assumed to take its bytes at the throughput estimate after the one before it."""
-        if not self.uploads or np.isfinite(self.uploads[-1].finish_s):
-            return self.link_free_s
+        if not self.uploads:
+            return self.start_s
+        if np.isfinite(self.uploads[-1].finish_s):
+            return self.uploads[-1].finish_s
         est = len(meas) / float(np.sum(1.0 / np.maximum(meas, 1e-6))) if len(meas) else self.spec.prior_mbps
-        free = self.start_s
+        free = self._evicted_finish
         for u in self.uploads:
             free = u.finish_s if np.isfinite(u.finish_s) else max(u.decide_s, free) + u.nbytes * 8e-6 / est
         return free
