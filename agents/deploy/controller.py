@@ -15,7 +15,8 @@ Gymnasium, Numba, ``envs`` or ``perception``). Per frame it does what the enviro
    sent (``refused``), as in the env.
 3. The caller sends ``Decision.jpeg``, and reports back ``upload_finished(ticket, finish_s)`` when the uplink has
    sent it and ``answer(ticket, label, confidence, arrival_s)`` when the remote answer arrives. Reports may come
-   early with future times (a simulated link): each counts only once the decision time reaches it.
+   early with future times (a simulated link): each counts only once the decision time reaches it. Reports may
+   come from another thread than the frames (the state is behind one lock).
 
 Times are seconds on one clock of the caller's choice (a simulated clock, or ``time.monotonic()``). Usage::
 
