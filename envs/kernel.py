@@ -25,70 +25,24 @@ and the upload ring), ``_score`` (which answer is used, the reward), ``_advance`
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).resolve().parent, os.W_OK):
-    # a read-only install (another user's, a system site-packages): Numba's in-tree cache cannot be written and
-    # the user-wide fallback may not exist either, so keep the compiled kernel in a per-user temporary folder
-    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"offload-gym-numba-{os.getuid()}")
-    if "numba" in sys.modules:
-        from numba.core.config import reload_config
-
-        reload_config()
-
 import numba
 import numpy as np
-from numba.core import caching
 from numpy.typing import NDArray
 
 from offload_common import observation as features
 from offload_common.observation import SIGNALS, observation_into
 
+from . import _numba_cache
 from .frame_table import FRAME_COLUMNS
 
-# ---- Numba's on-disk cache must also go stale when the observation changes ------------------------------------------
-# Numba stamps a cached function with its own source file only, but the kernel's machine code includes the
-# compiled ``features.observation_into``: after an edit of observation.py alone, the cache would keep serving the old
-# observation (wrong width, writes past the buffer). The kernel's functions are therefore stamped with both files.
+# the compiled kernel includes the compiled observation, so its on-disk cache is stamped with both sources
 _SOURCES = (Path(__file__).resolve(), Path(features.__file__).resolve())
-
-
-def _sources_stamp() -> bytes:
-    digest = hashlib.sha256()
-    for path in _SOURCES:
-        digest.update(path.read_bytes())
-    return digest.digest()
-
-
-def _stamping_both_sources(base: type) -> type:
-    class KernelSourcesLocator(base):
-        """``base`` for the kernel's functions, stamped with the kernel's and the observation's sources."""
-
-        stamps_both_sources = base
-
-        @classmethod
-        def from_function(cls, py_func, py_file):
-            if Path(py_file).resolve() != _SOURCES[0]:
-                return None
-            return super().from_function(py_func, py_file)
-
-        def get_source_stamp(self):
-            return _sources_stamp()
-
-    return KernelSourcesLocator
-
-
-_LOCATORS = (getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes
-for _name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"):
-    _base = getattr(caching, _name, None) or getattr(caching, "_" + _name)
-    if not any(getattr(c, "stamps_both_sources", None) is _base for c in _LOCATORS):  # once per process
-        _LOCATORS.insert(_LOCATORS.index(_base), _stamping_both_sources(_base))
+_numba_cache.use_writable_cache_dir(_SOURCES[0].parent)
+_CACHED = _numba_cache.stamp_with_sources(_SOURCES)  # False (after a warning) on a Numba it was not checked on
 
 # status of a device's episode
 NOT_STARTED, RUNNING, OVER = 0, 1, 2
@@ -203,7 +157,7 @@ B_OBS, B_FINAL_OBS, B_OUT, B_FRAME, B_MEAS_MBPS, B_SIGNALS = (
     Buffers._fields.index(name) for name in ("obs", "final_obs", "out", "frame", "meas_mbps", "signals"))
 
 
-jit = numba.njit(cache=True)
+jit = numba.njit(cache=_CACHED)
 _observation_into = jit(observation_into)
 
 # ---- random stream: SplitMix64 (Steele, Lea & Flood 2014), one 64-bit state per device ----------------------

@@ -165,14 +165,3 @@ def test_kernel_transfer_time_matches_the_trace_bank() -> None:
 def test_the_env_docstring_example_runs() -> None:
     result = doctest.testmod(envs.offload_env, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
-
-
-def test_kernel_cache_is_stamped_with_the_observation_source_too() -> None:
-    import hashlib
-    from pathlib import Path
-
-    import offload_common.observation
-
-    locator = kernel.step._cache._impl.locator  # the entry point that links the compiled observation
-    sources = Path(kernel.__file__).read_bytes() + Path(offload_common.observation.__file__).read_bytes()
-    assert locator.get_source_stamp() == hashlib.sha256(sources).digest()
