@@ -317,3 +317,22 @@ def test_committed_default_profile() -> None:
     assert acc["student_int8"] < acc[f"server@{profile.resolutions[-1]}"] <= acc["teacher"]
     assert profile.meta["ece_after"] < profile.meta["ece_before"]
     assert DEFAULT_PROFILE.stat().st_size < 10 * 2**20
+
+
+def test_pooled_features_come_through_public_routes_and_match_the_networks_own_forward() -> None:
+    import torch
+
+    from perception.models import _WithFeatures, build_torch_model
+
+    net = build_torch_model("efficientnet-lite0", 64)
+    wrapped = _WithFeatures.wrap(net, 64)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        logits, feats = wrapped(x)
+        assert feats.shape == (3, 1280)
+        assert torch.equal(feats, torch.nn.functional.adaptive_avg_pool2d(net.extract_features(x), 1).flatten(1))
+        assert torch.equal(logits, net(x))
+    two_heads = torch.nn.Sequential(net, torch.nn.Linear(1000, 10))
+    with pytest.raises(RuntimeError, match="expected one Linear layer"):
+        _WithFeatures.wrap(two_heads, 64)
+
