@@ -63,13 +63,13 @@ def profile_fps(profile: FrameProfile, config: EnvConfig) -> float:
     return rendered
 
 
-def scene_table(clip: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(first frame, length) of each scene: the runs of equal ``clip`` ids (the profile stores scenes contiguously)."""
-    clip = np.asarray(clip)
-    if clip.size == 0:
+def scene_table(scene: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(first frame, length) of each scene: the runs of equal ``scene`` ids (the profile stores scenes contiguously)."""
+    scene = np.asarray(scene)
+    if scene.size == 0:
         raise ValueError("the profile has no frames")
-    start = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
-    return start.astype(np.int64), np.diff(np.r_[start, clip.size]).astype(np.int64)
+    start = np.flatnonzero(np.r_[True, scene[1:] != scene[:-1]])
+    return start.astype(np.int64), np.diff(np.r_[start, scene.size]).astype(np.int64)
 
 
 def _latencies_s(profile: FrameProfile, config: EnvConfig) -> tuple[NDArray, NDArray, float]:
@@ -111,7 +111,7 @@ class OffloadDynamics:
         self.traces = select_traces(traces, config)
         self.profile = prof
         self.fps = profile_fps(profile, config)
-        self.scene_start, self.scene_len = scene_table(prof.clip)
+        self.scene_start, self.scene_len = scene_table(prof.scene)
 
         rtt_s, compute_s, student_s = _latencies_s(prof, config)
         self.spec = ObservationSpec(

@@ -31,7 +31,7 @@ def hand_profile(n_clips: int = 3, frames: int = 4, server_bytes: tuple[int, ...
     p[:, 0] = np.linspace(0.3, 0.9, n)
     p[:, 1:] = (1 - p[:, :1]) / 5
     return FrameProfile(
-        label=np.zeros(n), clip=np.repeat(np.arange(len(lengths)), lengths), calib=np.zeros(n, bool),
+        label=np.zeros(n), scene=np.repeat(np.arange(len(lengths)), lengths), calib=np.zeros(n, bool),
         student_topk_prob=p, student_topk_class=np.tile(np.arange(1, 6), (n, 1)), student_raw_conf=p[:, 0],
         student_correct=np.zeros(n, bool), student_fp32_correct=np.zeros(n, bool),
         server_bytes=np.tile(server_bytes, (n, 1)), server_pred=np.zeros((n, r)), server_conf=np.ones((n, r)),
