@@ -38,7 +38,7 @@ def _tuned_for_run(args: argparse.Namespace, setup, origin: str, more: str = "")
 
     print(f"profile {args.profile}: {setup.profile.n_frames} frames; traces: {origin}")
     print(f"split: {len(setup.train_traces)} train / {len(setup.test_traces)} test traces (uplink only), "
-          f"scenes split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}{more}")
+          f"clips split {1 - setup.config.test_fraction:.0%} / {setup.config.test_fraction:.0%}{more}")
     policies, tuning = named_policies(setup, all_policy_names(setup), args.seed)
     _print_tuning(tuning)
     return policies, tuning
