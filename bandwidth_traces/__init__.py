@@ -1,8 +1,8 @@
 """Real network bandwidth traces: formats, loading, validation, splits, and a fitted generator.
 
-Public API: ``Trace`` (one piecewise-constant, wrapping throughput trace), ``TraceBank`` (many traces for batched
-lookups), ``load_traces``, ``split``, ``TraceFormatError``, ``MarkovTraceModel`` and ``default_traces`` (real traces
-from ``../shared`` when present, else the embedded fitted generator).
+Public API: ``Trace`` (one piecewise-constant, wrapping throughput trace), ``load_traces``, ``split``,
+``TraceFormatError``, ``MarkovTraceModel`` and ``default_traces`` (real traces from ``../shared`` when present, else
+the embedded fitted generator).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from .formats import TraceFormatError, detect_format, parse_cooked, parse_mahimahi, parse_trace, write_cooked
 from .generator import FamilyStats, MarkovTraceModel, embedded_models, embedded_traces, family_stats
 from .load import families, load_traces, shared_traces_dir, split
-from .trace import Trace, TraceBank
+from .trace import Trace
 
 __all__ = [
-    "EMBEDDED_ORIGIN", "FamilyStats", "MarkovTraceModel", "Trace", "TraceBank", "TraceFormatError", "default_traces", "detect_format",
+    "EMBEDDED_ORIGIN", "FamilyStats", "MarkovTraceModel", "Trace", "TraceFormatError", "default_traces", "detect_format",
     "embedded_models", "embedded_traces", "families", "family_stats", "load_traces", "parse_cooked",
     "parse_mahimahi", "parse_trace", "shared_traces_dir", "split", "write_cooked",
 ]

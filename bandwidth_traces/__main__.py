@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traces = load_traces(args.path, window_ms=args.window_ms)
             model = MarkovTraceModel.fit(traces, n_bands=args.bands, source=f"fit to {len(traces)} files")
             model.save(args.out)
-            print(f"wrote {args.out}: {len(model.initial)} bands, target {model.target}")
+            regimes = len(model.regime_weight)
+            print(f"wrote {args.out}: {len(model.band_quantiles)} bands, {regimes} regime{'s' * (regimes != 1)}, "
+                  f"target {model.target}")
         elif args.cmd == "generate":
             model = MarkovTraceModel.load(args.params)
             args.out.mkdir(parents=True, exist_ok=True)

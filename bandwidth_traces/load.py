@@ -7,23 +7,18 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from offload_common.files import shared_data_dir
+
 from .formats import DEFAULT_MAHIMAHI_WINDOW_MS, TraceFormatError, parse_trace
 from .trace import Trace
 
 TRACES_ENV = "OFFLOAD_GYM_TRACES"
-SHARED_ENV = "OFFLOAD_GYM_SHARED"
 
 
 def shared_traces_dir() -> Path | None:
-    """The real traces folder: ``$OFFLOAD_GYM_TRACES``, ``$OFFLOAD_GYM_SHARED/traces``, or ``../shared/traces``.
-
-    ``../shared`` is looked up beside the project root and beside the working directory. None when absent.
-    """
-    if os.environ.get(TRACES_ENV):
-        return Path(os.environ[TRACES_ENV])
-    roots = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
-    roots += [Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"]
-    return next((r / "traces" for r in roots if (r / "traces").is_dir()), None)
+    """The real traces folder: ``$OFFLOAD_GYM_TRACES``, ``$OFFLOAD_GYM_SHARED/traces``, or ``../shared/traces``
+    (``offload_common.files.shared_data_dir``). None when absent."""
+    return shared_data_dir("traces", TRACES_ENV)
 
 
 def _trace_files(root: Path) -> list[Path]:

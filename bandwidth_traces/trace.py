@@ -2,8 +2,8 @@
 
 A trace answers two questions the environment asks on every offload: how fast is the link at time t
 (`mbps_at`), and when would an upload of n bytes that starts at t finish (`transfer_time`). Both wrap
-around at the end of the trace, as Mahimahi and Pensieve replay traces. `TraceBank` answers the same
-questions for a batch of (trace, time, bytes) triples at once, for the batched environment.
+around at the end of the trace, as Mahimahi and Pensieve replay traces. The environment asks them of its compiled
+copy of the traces (``envs.kernel``); these NumPy methods are the reference its tests compare with.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class _Packed:
     """Traces concatenated into flat (ragged) arrays, with per-trace offsets precomputed once.
 
     Each trace's times and cumulative bits are shifted so that the concatenation is increasing across trace
-    boundaries; one flat ``searchsorted`` then finds a value within its own trace, which keeps batched lookups on
-    many different traces a single NumPy call (the environment's hot path) without padding short traces.
+    boundaries; one flat ``searchsorted`` then finds a value within its own trace, so a batch of lookups is one
+    NumPy call (``Trace.transfer_time`` packs its one trace).
     """
 
     def __init__(self, traces: Sequence[Trace]):
@@ -161,9 +161,6 @@ class _Packed:
         i = np.searchsorted(self._t_flat, phase + self._t_off[row], side="right") - 1
         return np.clip(i, self.base[row], self.last[row])
 
-    def mbps_at(self, row: NDArray, t: NDArray) -> NDArray[np.float64]:
-        return self.mbps[self._segment(row, np.mod(t, self.duration[row]))]
-
     def transfer(self, row: NDArray, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64]:
         start, nb, row = np.broadcast_arrays(np.asarray(start_s, np.float64), np.asarray(nbytes, np.float64), row)
         if not np.isfinite(nb).all() or (nb < 0).any():
@@ -186,27 +183,3 @@ class _Packed:
         rate = self.mbps[j] * BITS_PER_MBIT
         t_end = self.times[j] + (rem - self.cum[self.cum_base[row] + jl]) / np.where(rate > 0, rate, 1.0)
         return np.where(nb > 0, np.maximum(k * dur + t_end - phase, 0.0), 0.0)
-
-
-class TraceBank:
-    """Many traces packed so that a batch of lookups on different traces is one NumPy call."""
-
-    def __init__(self, traces: Sequence[Trace]):
-        if len(traces) == 0:
-            raise ValueError("TraceBank needs at least one trace")
-        self.traces = tuple(traces)
-        self._packed = _Packed(self.traces)
-        self.duration_s = self._packed.duration.copy()
-        self.mean_mbps = np.array([t.mean_mbps for t in self.traces])
-
-    def __len__(self) -> int:
-        return len(self.traces)
-
-    def transfer_time(self, row: ArrayLike, start_s: ArrayLike, nbytes: ArrayLike) -> NDArray[np.float64]:
-        """Vectorised ``Trace.transfer_time``: element i uses trace ``row[i]``."""
-        return self._packed.transfer(np.asarray(row, dtype=np.intp), start_s, nbytes)
-
-    def mbps_at(self, row: ArrayLike, t_s: ArrayLike) -> NDArray[np.float64]:
-        """Vectorised ``Trace.mbps_at``: element i uses trace ``row[i]``."""
-        row_a, t = np.broadcast_arrays(np.asarray(row, dtype=np.intp), np.asarray(t_s, np.float64))
-        return self._packed.mbps_at(row_a, t)

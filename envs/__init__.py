@@ -1,4 +1,4 @@
-"""The Gymnasium environment: a device choosing local / offload-at-r / teacher per frame over real traces.
+"""The Gymnasium environment: a device choosing local / offload-at-r / teacher / reuse per frame over real traces.
 
 ``import envs`` registers ``offload/FrameOffload-v1`` (single env; its ``vector_entry_point`` is the batched
 ``OffloadVectorEnv``), so ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` works.

@@ -52,8 +52,8 @@ class EnvConfig:
         rate_ema: smoothing factor of the recent-offload-rate feature.
         prior_mbps: throughput assumed before the first measurement of an episode.
         oracle_bandwidth: add the trace's true current throughput to the observation (ablations only).
-        profile_split / trace_split: which side of the clip split and of the trace split the env replays.
-        test_fraction / split_seed: how both splits are drawn (by clip and by trace file).
+        profile_split / trace_split: which side of the scene split and of the trace split the env replays.
+        test_fraction / split_seed: how both splits are drawn (by scene and by trace file).
         trace_families: families to use (None: all); a single string is one family name (``"fcc"`` means
             ``("fcc",)``, never the letters f, c, c); skip_downlink: drop Mahimahi ``.down`` traces (offloads go up).
     """

@@ -19,11 +19,12 @@ from numpy.typing import NDArray
 
 from bandwidth_traces import Trace
 from bandwidth_traces import split as split_traces
-from offload_common.observation import ObservationSpec, confidence_features, observation_constants
+from offload_common.observation import ObservationSpec, observation_constants
 from perception import FrameProfile
 
 from . import kernel
 from .config import EnvConfig
+from .frame_table import frame_table
 
 DEFAULT_FPS = 30.0  # profiles written before meta["fps"] existed were rendered at 30 fps
 
@@ -62,13 +63,13 @@ def profile_fps(profile: FrameProfile, config: EnvConfig) -> float:
     return rendered
 
 
-def scene_table(clip: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(first frame, length) of each scene: the runs of equal ``clip`` ids (the profile stores scenes contiguously)."""
-    clip = np.asarray(clip)
-    if clip.size == 0:
+def scene_table(scene: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(first frame, length) of each scene: the runs of equal ``scene`` ids (the profile stores scenes contiguously)."""
+    scene = np.asarray(scene)
+    if scene.size == 0:
         raise ValueError("the profile has no frames")
-    start = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
-    return start.astype(np.int64), np.diff(np.r_[start, clip.size]).astype(np.int64)
+    start = np.flatnonzero(np.r_[True, scene[1:] != scene[:-1]])
+    return start.astype(np.int64), np.diff(np.r_[start, scene.size]).astype(np.int64)
 
 
 def _latencies_s(profile: FrameProfile, config: EnvConfig) -> tuple[NDArray, NDArray, float]:
@@ -110,7 +111,7 @@ class OffloadDynamics:
         self.traces = select_traces(traces, config)
         self.profile = prof
         self.fps = profile_fps(profile, config)
-        self.scene_start, self.scene_len = scene_table(prof.clip)
+        self.scene_start, self.scene_len = scene_table(prof.scene)
 
         rtt_s, compute_s, student_s = _latencies_s(prof, config)
         self.spec = ObservationSpec(
@@ -118,31 +119,18 @@ class OffloadDynamics:
             remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
             max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
         self.student_s = student_s
-        n_actions = self.spec.n_actions
-        n_remote = len(prof.resolutions) + 1
-        self.columns = kernel.Tables.frame_columns(prof.top_k + 2, n_remote, prof.top_k)
+        frames, self.columns = frame_table(prof)
         params = np.zeros(1, kernel.PARAMS)
         values = {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s, "deadline_ms": config.deadline_ms,
                   "student_s": student_s, "byte_cost": config.byte_cost, "rate_ema": config.rate_ema,
                   "max_queue": config.max_queue, "episode_frames": config.episode_frames,
-                  "n_conf": prof.top_k + 2, "top_k": prof.top_k, "n_actions": n_actions,
-                  **{f"col_{g}": self.columns[c].start for g, c in (
-                      ("kb", "remote_kb"), ("bytes", "bytes"), ("correct", "correct"), ("label", "label"),
-                      ("pred", "remote_pred"), ("conf", "remote_conf"), ("topk", "topk_class"), ("dist", "dist"))},
+                  "n_conf": self.columns["conf"].stop - self.columns["conf"].start, "top_k": prof.top_k,
+                  "n_actions": self.spec.n_actions,
+                  **{f"col_{group}": columns.start for group, columns in self.columns.items()},
                   "local_baseline": config.reward_baseline == "local", "oracle_bandwidth": config.oracle_bandwidth}
         assert set(values) == set(kernel.PARAMS.names), "every PARAMS field is derived here"
         for name, value in values.items():
             params[name] = value
-        remote_bytes = np.concatenate([prof.server_bytes, prof.teacher_bytes[:, None]], 1).astype(np.float64)
-        frames = np.zeros((prof.n_frames, self.columns["dist"].stop))
-        for group, values_ in (
-                ("conf", confidence_features(prof.student_topk_prob)), ("remote_kb", remote_bytes / 1000.0),
-                ("bytes", remote_bytes),
-                ("correct", np.c_[prof.student_correct, prof.server_correct, prof.teacher_correct]),
-                ("label", prof.label[:, None]), ("remote_pred", np.c_[prof.server_pred, prof.teacher_pred]),
-                ("remote_conf", np.c_[prof.server_conf, prof.teacher_conf]), ("topk_class", prof.student_topk_class),
-                ("dist", prof.distilled)):
-            frames[:, self.columns[group]] = values_
         emb = prof.embedding.astype(np.float64)
         embedding = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.tables = kernel.Tables(

@@ -11,77 +11,39 @@ Layout, all defined in this module:
     is one line in ``STATE`` plus its value at episode start in ``_begin_episode`` (the one reset of the state).
   * ``EnvState``: the ``STATE`` records plus the arrays whose size depends on the config (upload ring, pieces).
   * ``Tables``: everything fixed for the env's lifetime (``PARAMS``, one per-frame table, scenes, packed traces),
-    built once by ``envs.core``. A new per-frame quantity is one more column group of ``frames``.
+    built once by ``envs.core``. A new per-frame quantity is one entry of ``envs.frame_table.FRAME_COLUMNS``
+    (its columns in ``frames``, its first column in ``PARAMS`` as ``col_<name>``, its values from the profile).
   * ``Buffers``: what a step writes (observations, ``STEP`` records) plus the signal scratch.
 The entry points take these as plain tuples (Numba dispatches a tuple of arrays ~3x faster than a NamedTuple,
-which matters at batch 1) and unpack them once, in the order of the NamedTuple fields; the per-device loops live
-in the entry points so that no call inside a loop passes whole tuples of arrays.
+which matters at batch 1) and read their fields by name: ``tables[T_FRAMES]``, ``buffers[B_OUT]``, positions
+derived from the NamedTuples' fields (``EnvState``'s three are unpacked as ``device, uploads, pieces``). A function
+called per device that takes whole tuples is ``@inlined`` (Numba IR inlining), so no call passes them.
+
+``step`` reads as the physics of one frame per device: the decision time, refusal or ``_send`` (the FIFO uplink
+and the upload ring), ``_score`` (which answer is used, the reward), ``_advance`` (the next frame, truncation),
+``_record``; autoreset is apart (``_restart``, ``_restart_same_step``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).resolve().parent, os.W_OK):
-    # a read-only install (another user's, a system site-packages): Numba's in-tree cache cannot be written and
-    # the user-wide fallback may not exist either, so keep the compiled kernel in a per-user temporary folder
-    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"offload-gym-numba-{os.getuid()}")
-    if "numba" in sys.modules:
-        from numba.core.config import reload_config
-
-        reload_config()
-
 import numba
 import numpy as np
-from numba.core import caching
 from numpy.typing import NDArray
 
 from offload_common import observation as features
 from offload_common.observation import SIGNALS, observation_into
 
-# ---- Numba's on-disk cache must also go stale when the observation changes ------------------------------------------
-# Numba stamps a cached function with its own source file only, but the kernel's machine code includes the
-# compiled ``features.observation_into``: after an edit of observation.py alone, the cache would keep serving the old
-# observation (wrong width, writes past the buffer). The kernel's functions are therefore stamped with both files.
+from . import _numba_cache
+from .frame_table import FRAME_COLUMNS
+
+# the compiled kernel includes the compiled observation, so its on-disk cache is stamped with both sources
 _SOURCES = (Path(__file__).resolve(), Path(features.__file__).resolve())
-
-
-def _sources_stamp() -> bytes:
-    digest = hashlib.sha256()
-    for path in _SOURCES:
-        digest.update(path.read_bytes())
-    return digest.digest()
-
-
-def _stamping_both_sources(base: type) -> type:
-    class KernelSourcesLocator(base):
-        """``base`` for the kernel's functions, stamped with the kernel's and the observation's sources."""
-
-        stamps_both_sources = base
-
-        @classmethod
-        def from_function(cls, py_func, py_file):
-            if Path(py_file).resolve() != _SOURCES[0]:
-                return None
-            return super().from_function(py_func, py_file)
-
-        def get_source_stamp(self):
-            return _sources_stamp()
-
-    return KernelSourcesLocator
-
-
-_LOCATORS = (getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes
-for _name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"):
-    _base = getattr(caching, _name, None) or getattr(caching, "_" + _name)
-    if not any(getattr(c, "stamps_both_sources", None) is _base for c in _LOCATORS):  # once per process
-        _LOCATORS.insert(_LOCATORS.index(_base), _stamping_both_sources(_base))
+_numba_cache.use_writable_cache_dir(_SOURCES[0].parent)
+_CACHED = _numba_cache.stamp_with_sources(_SOURCES)  # False (after a warning) on a Numba it was not checked on
 
 # status of a device's episode
 NOT_STARTED, RUNNING, OVER = 0, 1, 2
@@ -116,11 +78,10 @@ UP_FINISH, UP_MBPS, UP_ANSWER, UP_FRAME, UP_REMOTE, UP_CAPTURE = range(6)
 PARAMS = np.dtype([
     ("frame_s", np.float64), ("deadline_s", np.float64), ("deadline_ms", np.float64), ("student_s", np.float64),
     ("byte_cost", np.float64), ("rate_ema", np.float64), ("max_queue", np.int64), ("episode_frames", np.int64),
-    ("n_conf", np.int64),   # k + 2 confidence columns at the start of Tables.frames
+    ("n_conf", np.int64),   # k + 2 confidence columns (the ``conf`` group of Tables.frames)
     ("top_k", np.int64),    # k
-    # first column of each group of Tables.frames (Tables.frame_columns)
-    ("col_kb", np.int64), ("col_bytes", np.int64), ("col_correct", np.int64), ("col_label", np.int64),
-    ("col_pred", np.int64), ("col_conf", np.int64), ("col_topk", np.int64), ("col_dist", np.int64),
+    # first column of each group of Tables.frames: col_conf, col_remote_kb, col_bytes, ... (envs.frame_table)
+    *[(f"col_{group.name}", np.int64) for group in FRAME_COLUMNS],
     ("n_actions", np.int64),  # A = R + 3: local, R + 1 remote actions, reuse
     ("local_baseline", np.bool_), ("oracle_bandwidth", np.bool_),
 ])
@@ -157,7 +118,7 @@ class Tables(NamedTuple):
     """Constants of one env."""
 
     params: NDArray        # [1] PARAMS record
-    frames: NDArray        # [N, C] per profile frame, column groups in ``frame_columns``
+    frames: NDArray        # [N, C] per profile frame, column groups in ``envs.frame_table.FRAME_COLUMNS``
     embedding: NDArray     # [N, D] the frame's embedding, unit length (cosine = dot product)
     remote_times: NDArray  # [2, R + 1] round trip (row 0) and compute (row 1) seconds per remote action
     obs_consts: NDArray    # [4] offload_common.observation.observation_constants
@@ -167,17 +128,12 @@ class Tables(NamedTuple):
     trace_index: NDArray   # [T, 2] first segment and number of segments of each trace
     trace_period: NDArray  # [T, 2] period (s) and bits per period of each trace
 
-    @staticmethod
-    def frame_columns(n_conf: int, n_remote: int, top_k: int) -> dict[str, slice]:
-        """Column groups of ``frames``: confidence features [k + 2], JPEG kB per remote action [R + 1], bytes sent
-        per remote action [R + 1], answer right for the student then each remote action [R + 2], the label [1],
-        each remote action's answer [R + 1] and confidence [R + 1], the student's top-k classes [k], the
-        distilled P(right) for the student then each remote action [R + 2]. A new group is one entry here."""
-        groups = (("conf", n_conf), ("remote_kb", n_remote), ("bytes", n_remote), ("correct", n_remote + 1),
-                  ("label", 1), ("remote_pred", n_remote), ("remote_conf", n_remote), ("topk_class", top_k),
-                  ("dist", n_remote + 1))
-        edges = np.cumsum([0] + [n for _, n in groups])
-        return {name: slice(int(a), int(b)) for (name, _), a, b in zip(groups, edges[:-1], edges[1:])}
+
+# positions of the fields in the plain tuple the entry points take: ``tables[T_FRAMES]`` is ``Tables.frames``
+(T_PARAMS, T_FRAMES, T_EMBEDDING, T_REMOTE_TIMES, T_OBS_CONSTS, T_SCENES, T_SEGMENTS, T_CUM_BITS, T_TRACE_INDEX,
+ T_TRACE_PERIOD) = (
+    Tables._fields.index(name) for name in ("params", "frames", "embedding", "remote_times", "obs_consts", "scenes",
+                                            "trace_segments", "trace_cum_bits", "trace_index", "trace_period"))
 
 
 class Buffers(NamedTuple):
@@ -197,7 +153,15 @@ class Buffers(NamedTuple):
                    np.zeros(b, np.int64), np.zeros((b, history)), np.zeros(b, SIGNALS))
 
 
-jit = numba.njit(cache=True)
+# likewise for Buffers: ``buffers[B_OUT]`` is ``Buffers.out``
+B_OBS, B_FINAL_OBS, B_OUT, B_FRAME, B_MEAS_MBPS, B_SIGNALS = (
+    Buffers._fields.index(name) for name in ("obs", "final_obs", "out", "frame", "meas_mbps", "signals"))
+
+
+jit = numba.njit(cache=_CACHED)
+# functions called per device that take whole state/tables tuples are inlined in Numba's IR: as calls, passing the
+# tuples cost ~20% of ``step`` at 1,024 devices (measured); functions of a few arrays are inlined by LLVM anyway
+inlined = numba.njit(cache=_CACHED, inline="always")
 _observation_into = jit(observation_into)
 
 # ---- random stream: SplitMix64 (Steele, Lea & Flood 2014), one 64-bit state per device ----------------------
@@ -307,17 +271,19 @@ def _begin_episode(device, uploads, i):
     uploads[i, :, UP_ANSWER] = np.inf
 
 
-@jit
-def _draw_episode(device, uploads, pieces, scenes, trace_period, episode_frames, i):
+@inlined
+def _draw_episode(state, tables, i):
     """Device i draws a trace, a start offset and scene pieces from its own stream, then begins.
 
     Pieces: a scene uniformly, a length uniform in [ceil(L / 2), L], a first frame uniform in [0, L - length],
     until the episode's frames (plus the final observation's) are covered, so no fixed period can be learnt.
     """
+    device, uploads, pieces = state
+    scenes, trace_period = tables[T_SCENES], tables[T_TRACE_PERIOD]
     trace = _below(device, i, trace_period.shape[0])
     device[i]["trace"] = trace
     device[i]["start_s"] = _uniform(device, i) * trace_period[trace, 0]
-    need = episode_frames + 1
+    need = tables[T_PARAMS][0]["episode_frames"] + 1
     k = 0
     while need > 0:
         scene = _below(device, i, scenes.shape[0])
@@ -338,6 +304,13 @@ def _frame(device, pieces, scenes, i):
     """Profile frame device i is looking at."""
     piece = device[i]["piece"]
     return scenes[pieces[i, piece, 0], 0] + pieces[i, piece, 1] + device[i]["offset"]
+
+
+@jit
+def _times(dev, prm):
+    """Capture time of the device's current frame, and its decision time (after the student ran)."""
+    capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
+    return capture_s, capture_s + prm["student_s"]
 
 
 @jit
@@ -368,7 +341,7 @@ def _cached_class(device, frames, prm, i):
     d = device[i]
     if d["cache_frame"] < 0:
         return -1
-    return np.int64(frames[d["cache_frame"], prm["col_pred"] + d["cache_remote"]])
+    return np.int64(frames[d["cache_frame"], prm["col_remote_pred"] + d["cache_remote"]])
 
 
 @jit
@@ -379,14 +352,130 @@ def _dot(embedding, a, b):
     return out
 
 
+# ---- one frame of one device: the physics ------------------------------------------------------------------------
+@inlined
+def _answer_time(tables, dev, frame, r, decide_s):
+    """Remote action r for ``frame`` sent at ``decide_s``: the upload waits for the FIFO uplink, takes the trace's
+    transfer time for the frame's JPEG, then the round trip and the model's compute. Returns (upload start,
+    upload seconds, answer arrival time)."""
+    remote_times = tables[T_REMOTE_TIMES]
+    start_s = max(decide_s, dev["link_free_s"])
+    upload_s = _transfer_s(tables[T_SEGMENTS], tables[T_CUM_BITS], tables[T_TRACE_INDEX], tables[T_TRACE_PERIOD],
+                           dev["trace"], start_s, tables[T_FRAMES][frame, tables[T_PARAMS][0]["col_bytes"] + r],
+                           dev["segment"])
+    return start_s, upload_s, start_s + upload_s + remote_times[0, r] + remote_times[1, r]
+
+
+@inlined
+def _send(state, tables, i, frame, r, capture_s, decide_s):
+    """Device i uploads ``frame`` for remote action r: the upload enters the ring (its measured throughput, its
+    answer's arrival) and holds the link until it is through. Returns (bytes sent, answer arrival time)."""
+    device, uploads, _ = state
+    dev = device[i]
+    nbytes = tables[T_FRAMES][frame, tables[T_PARAMS][0]["col_bytes"] + r]
+    start_s, upload_s, answer_s = _answer_time(tables, dev, frame, r, decide_s)
+    slot = dev["issued"] % uploads.shape[1]
+    uploads[i, slot, UP_FINISH] = start_s + upload_s
+    uploads[i, slot, UP_MBPS] = nbytes * 8e-6 / max(upload_s, 1e-9)
+    uploads[i, slot, UP_ANSWER] = answer_s
+    uploads[i, slot, UP_FRAME] = frame
+    uploads[i, slot, UP_REMOTE] = r
+    uploads[i, slot, UP_CAPTURE] = capture_s
+    dev["issued"] += 1
+    dev["link_free_s"] = start_s + upload_s
+    return nbytes, answer_s
+
+
+@jit
+def _score(device, frames, prm, i, frame, action, on_time, nbytes):
+    """The answer used for ``frame`` and the reward: the remote answer if back on time, else for reuse the cached
+    answer (when one is held), else the student's. Returns (correct, reused the cache, reward)."""
+    correct_col = prm["col_correct"]
+    reused = False
+    if on_time:
+        correct = frames[frame, correct_col + action] > 0
+    elif action == prm["n_actions"] - 1 and device[i]["cache_frame"] >= 0:
+        reused = True
+        correct = _cached_class(device, frames, prm, i) == np.int64(frames[frame, prm["col_label"]])
+    else:
+        correct = frames[frame, correct_col] > 0
+    reward = (1.0 if correct else 0.0) - prm["byte_cost"] * nbytes / 1e6
+    if prm["local_baseline"]:
+        reward -= frames[frame, correct_col]
+    return correct, reused, reward
+
+
+@jit
+def _advance(device, pieces, prm, i, action, frame, sent):
+    """Device i moves on to its next frame (behaviour memory, frame counter, scene piece); True when the episode
+    is over (truncated: the stream itself never ends)."""
+    dev = device[i]
+    dev["offload_ema"] += prm["rate_ema"] * ((1.0 if sent else 0.0) - dev["offload_ema"])
+    dev["last_action"] = action
+    dev["prev_frame"] = frame
+    dev["step"] += 1
+    dev["offset"] += 1
+    if dev["offset"] >= pieces[i, dev["piece"], 2]:
+        dev["offset"] = 0
+        dev["piece"] = (dev["piece"] + 1) % dev["n_pieces"]
+    truncated = dev["step"] >= prm["episode_frames"]
+    if truncated:
+        dev["status"] = OVER
+    return truncated
+
+
+@jit
+def _record(out, i, reward, truncated, correct, on_time, sent, refused, latency_ms, nbytes, true_mbps, action,
+            trace, frame, reused):
+    """Device i's STEP record of a decided frame."""
+    rec = out[i]
+    rec["reward"] = reward
+    rec["terminated"] = False  # the stream never ends by itself
+    rec["truncated"] = truncated
+    rec["stepped"] = True
+    rec["correct"] = correct
+    rec["used_remote"] = on_time
+    rec["late"] = sent and not on_time
+    rec["refused"] = refused
+    rec["latency_ms"] = latency_ms
+    rec["bytes"] = nbytes
+    rec["true_mbps"] = true_mbps
+    rec["action"] = action
+    rec["trace"] = trace
+    rec["frame"] = frame
+    rec["reused"] = reused
+
+
+# ---- autoreset ------------------------------------------------------------------------------------------------------
+@inlined
+def _restart(state, tables, out, i):
+    """NEXT_STEP autoreset: device i's step after its episode's end starts the next episode (nothing decided)."""
+    _draw_episode(state, tables, i)
+    rec = out[i]
+    rec["reward"] = 0.0
+    rec["terminated"] = False
+    rec["truncated"] = False
+    rec["stepped"] = False
+
+
+@jit
+def _restart_same_step(state, tables, buffers):
+    """SAME_STEP autoreset: each device whose episode just ended keeps that observation in ``final_obs`` and
+    starts its next episode, whose first observation replaces it in ``obs``."""
+    obs, final_obs, out = buffers[B_OBS], buffers[B_FINAL_OBS], buffers[B_OUT]
+    for i in range(out.shape[0]):
+        if out[i]["truncated"]:
+            final_obs[i, :] = obs[i, :]
+            _draw_episode(state, tables, i)
+            observe(state, tables, buffers, i, i + 1)
+
+
 # ---- entry points ----------------------------------------------------------------------------------------------
 @jit
 def draw_episodes(state, tables, rows):
     """New episodes for the given devices, each from its own stream."""
-    device, uploads, pieces = state
-    params, _, _, _, _, scenes, _, _, _, trace_period = tables
     for i in rows:
-        _draw_episode(device, uploads, pieces, scenes, trace_period, params[0]["episode_frames"], i)
+        _draw_episode(state, tables, i)
 
 
 @jit
@@ -401,14 +490,14 @@ def begin_episodes(state, rows):
 def observe(state, tables, buffers, lo, hi):
     """Observations of devices lo..hi-1 into buffers.obs, their raw signals into buffers' scratch."""
     device, uploads, pieces = state
-    params, frames, embedding, remote_times, obs_consts, scenes, segments, _, trace_index, trace_period = tables
-    obs, _, _, frame, meas, signals = buffers
-    prm = params[0]
+    prm = tables[T_PARAMS][0]
+    frames, embedding = tables[T_FRAMES], tables[T_EMBEDDING]
+    frame, meas, signals = buffers[B_FRAME], buffers[B_MEAS_MBPS], buffers[B_SIGNALS]
     ring = uploads.shape[1]
     for i in range(lo, hi):
         dev = device[i]
-        frame[i] = _frame(device, pieces, scenes, i)
-        decide_s = dev["start_s"] + dev["step"] * prm["frame_s"] + prm["student_s"]
+        frame[i] = _frame(device, pieces, tables[T_SCENES], i)
+        decide_s = _times(dev, prm)[1]
         _fold_answers(device, uploads, i, decide_s)
         pending = _pending(uploads, i, decide_s)
         newest = dev["issued"] - pending - 1  # the newest completed upload (FIFO: completions in order)
@@ -426,28 +515,29 @@ def observe(state, tables, buffers, lo, hi):
         sig["since_meas_s"] = decide_s - (uploads[i, newest % ring, UP_FINISH] if newest >= 0 else dev["start_s"])
         sig["offload_rate"] = dev["offload_ema"]
         sig["last_action"] = dev["last_action"]
-        sig["true_mbps"] = (_mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s, dev["segment"])[0]
-                            if prm["oracle_bandwidth"] else 0.0)
+        sig["true_mbps"] = (_mbps_at(tables[T_SEGMENTS], tables[T_TRACE_INDEX], tables[T_TRACE_PERIOD], dev["trace"],
+                                     decide_s, dev["segment"])[0] if prm["oracle_bandwidth"] else 0.0)
         f = frame[i]
         sig["cos_prev"] = _dot(embedding, f, dev["prev_frame"]) if dev["prev_frame"] >= 0 else 0.0
         cached = _cached_class(device, frames, prm, i)
         sig["cache_held"] = 1 if cached >= 0 else 0
         sig["cache_src"] = dev["cache_remote"]
         sig["cache_age_s"] = decide_s - dev["cache_capture_s"] if cached >= 0 else 0.0
-        sig["cache_conf"] = frames[dev["cache_frame"], prm["col_conf"] + dev["cache_remote"]] if cached >= 0 else 0.0
-        sig["cache_agrees"] = 1 if cached >= 0 and frames[f, prm["col_topk"]] == cached else 0
+        sig["cache_conf"] = (frames[dev["cache_frame"], prm["col_remote_conf"] + dev["cache_remote"]]
+                             if cached >= 0 else 0.0)
+        sig["cache_agrees"] = 1 if cached >= 0 and frames[f, prm["col_topk_class"]] == cached else 0
         p_cached = 0.0
         if cached >= 0:
             for j in range(prm["top_k"]):
-                if frames[f, prm["col_topk"] + j] == cached:
-                    p_cached = frames[f, j]  # the first k confidence columns are the top-k probabilities
+                if frames[f, prm["col_topk_class"] + j] == cached:
+                    p_cached = frames[f, prm["col_conf"] + j]  # the first k confidence columns: top-k probabilities
         sig["student_p_cached"] = p_cached
         sig["cos_cache"] = _dot(embedding, f, dev["cache_frame"]) if cached >= 0 else 0.0
-    n_conf = prm["n_conf"]
     n_remote = prm["n_actions"] - 2
-    _observation_into(obs[lo:hi], frame[lo:hi], frames[:, :n_conf], frames[:, prm["col_kb"]:prm["col_kb"] + n_remote],
-                      frames[:, prm["col_dist"]:prm["col_dist"] + n_remote + 1], meas[lo:hi], signals[lo:hi],
-                      remote_times, obs_consts)
+    conf, kb, dist = prm["col_conf"], prm["col_remote_kb"], prm["col_dist"]
+    _observation_into(buffers[B_OBS][lo:hi], frame[lo:hi], frames[:, conf:conf + prm["n_conf"]],
+                      frames[:, kb:kb + n_remote], frames[:, dist:dist + n_remote + 1], meas[lo:hi], signals[lo:hi],
+                      tables[T_REMOTE_TIMES], tables[T_OBS_CONSTS])
 
 
 @jit
@@ -455,24 +545,19 @@ def preview(state, tables, on_time, can_send, reuse_right, pending, answer_delay
     """Hindsight for the oracle, changing nothing: would each remote action be on time; is the buffer open;
     would reusing the cached answer be right; uploads in flight; seconds from capture to each remote answer."""
     device, uploads, pieces = state
-    params, frames, embedding, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
-    prm = params[0]
-    bytes_col = prm["col_bytes"]
+    prm = tables[T_PARAMS][0]
+    frames = tables[T_FRAMES]
     for i in range(device.shape[0]):
         dev = device[i]
-        frame = _frame(device, pieces, scenes, i)
-        capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
-        decide_s = capture_s + prm["student_s"]
+        frame = _frame(device, pieces, tables[T_SCENES], i)
+        capture_s, decide_s = _times(dev, prm)
         _fold_answers(device, uploads, i, decide_s)
         pending[i] = _pending(uploads, i, decide_s)
         can_send[i] = pending[i] < prm["max_queue"]
         cached = _cached_class(device, frames, prm, i)
         reuse_right[i] = cached >= 0 and cached == np.int64(frames[frame, prm["col_label"]])
-        start_s = max(decide_s, dev["link_free_s"])
         for r in range(on_time.shape[1]):
-            upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s,
-                                   frames[frame, bytes_col + r], dev["segment"])
-            answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
+            answer_s = _answer_time(tables, dev, frame, r, decide_s)[2]
             answer_delay[i, r] = answer_s - capture_s
             on_time[i, r] = can_send[i] and answer_s <= capture_s + prm["deadline_s"] + 1e-12
 
@@ -495,103 +580,42 @@ def _check(device, actions, n_actions, mode):
 def step(state, tables, buffers, actions, mode):
     """Apply one action per device, then observe; returns (code, device): OK, or the first problem (no change).
 
-    ``mode``: NO_AUTORESET (an ended episode must be reset by the caller), NEXT_STEP (Gymnasium's default: the
-    step after the end starts a new episode, action ignored, reward 0, ``stepped`` False) or SAME_STEP (SB3: the
-    ended episode's observation goes to ``final_obs`` and the new episode's to ``obs``).
+    Per device: at the decision time (capture + the student's time), a remote action is refused if the send
+    buffer is full, else it is sent (``_send``); the answer used is scored (``_score``); the device advances to
+    its next frame (``_advance``); the outcome is recorded. ``mode``: NO_AUTORESET (an ended episode must be reset
+    by the caller), NEXT_STEP (Gymnasium's default: the step after the end starts a new episode, action ignored,
+    reward 0, ``stepped`` False; ``_restart``) or SAME_STEP (SB3: the ended episode's observation goes to
+    ``final_obs`` and the new episode's to ``obs``; ``_restart_same_step``).
     """
     device, uploads, pieces = state
-    params, frames, embedding, remote_times, _, scenes, segments, cum_bits, trace_index, trace_period = tables
-    obs, final_obs, out, _, _, _ = buffers
-    prm = params[0]
+    prm = tables[T_PARAMS][0]
+    out = buffers[B_OUT]
     code, where = _check(device, actions, prm["n_actions"], mode)
     if code != OK:
         return code, where
-    ring = uploads.shape[1]
-    bytes_col = prm["col_bytes"]
-    correct_col = prm["col_correct"]
-    reuse_action = prm["n_actions"] - 1
-    b = actions.shape[0]
-    for i in range(b):
-        dev = device[i]
-        rec = out[i]
-        rec["terminated"] = False  # the stream never ends by itself
-        if dev["status"] == OVER:  # NEXT_STEP autoreset
-            _draw_episode(device, uploads, pieces, scenes, trace_period, prm["episode_frames"], i)
-            rec["reward"] = 0.0
-            rec["truncated"] = False
-            rec["stepped"] = False
+    for i in range(actions.shape[0]):
+        if device[i]["status"] == OVER:
+            _restart(state, tables, out, i)
             continue
+        dev = device[i]
         action = actions[i]
-        frame = _frame(device, pieces, scenes, i)
-        capture_s = dev["start_s"] + dev["step"] * prm["frame_s"]
-        decide_s = capture_s + prm["student_s"]
-        true_mbps, dev["segment"] = _mbps_at(segments, trace_index, trace_period, dev["trace"], decide_s,
-                                             dev["segment"])
+        frame = _frame(device, pieces, tables[T_SCENES], i)
+        capture_s, decide_s = _times(dev, prm)
+        true_mbps, dev["segment"] = _mbps_at(tables[T_SEGMENTS], tables[T_TRACE_INDEX], tables[T_TRACE_PERIOD],
+                                             dev["trace"], decide_s, dev["segment"])
         # the cache already holds every answer back by decide_s: observe folded them at this very decision time
-        remote = 0 < action < reuse_action
+        remote = 0 < action < prm["n_actions"] - 1
         refused = remote and _pending(uploads, i, decide_s) >= prm["max_queue"]
-        send = remote and not refused
-        nbytes = 0.0
-        on_time = False
-        latency_ms = prm["student_s"] * 1000.0
-        if send:
-            r = action - 1
-            nbytes = frames[frame, bytes_col + r]
-            start_s = max(decide_s, dev["link_free_s"])
-            upload_s = _transfer_s(segments, cum_bits, trace_index, trace_period, dev["trace"], start_s, nbytes,
-                                   dev["segment"])
-            answer_s = start_s + upload_s + remote_times[0, r] + remote_times[1, r]
-            on_time = answer_s <= capture_s + prm["deadline_s"] + 1e-12
-            latency_ms = (answer_s - capture_s) * 1000.0 if on_time else prm["deadline_ms"]
-            slot = dev["issued"] % ring
-            uploads[i, slot, UP_FINISH] = start_s + upload_s
-            uploads[i, slot, UP_MBPS] = nbytes * 8e-6 / max(upload_s, 1e-9)
-            uploads[i, slot, UP_ANSWER] = answer_s
-            uploads[i, slot, UP_FRAME] = frame
-            uploads[i, slot, UP_REMOTE] = r
-            uploads[i, slot, UP_CAPTURE] = capture_s
-            dev["issued"] += 1
-            dev["link_free_s"] = start_s + upload_s
-        reused = False
-        if on_time:
-            correct = frames[frame, correct_col + action] > 0
-        elif action == reuse_action and dev["cache_frame"] >= 0:
-            reused = True
-            correct = _cached_class(device, frames, prm, i) == np.int64(frames[frame, prm["col_label"]])
-        else:
-            correct = frames[frame, correct_col] > 0
-        dev["offload_ema"] += prm["rate_ema"] * ((1.0 if send else 0.0) - dev["offload_ema"])
-        dev["last_action"] = action
-        dev["prev_frame"] = frame
-        dev["step"] += 1
-        dev["offset"] += 1
-        if dev["offset"] >= pieces[i, dev["piece"], 2]:
-            dev["offset"] = 0
-            dev["piece"] = (dev["piece"] + 1) % dev["n_pieces"]
-        reward = (1.0 if correct else 0.0) - prm["byte_cost"] * nbytes / 1e6
-        if prm["local_baseline"]:
-            reward -= frames[frame, correct_col]
-        rec["reward"] = reward
-        rec["stepped"] = True
-        rec["correct"] = correct
-        rec["used_remote"] = on_time
-        rec["late"] = send and not on_time
-        rec["refused"] = refused
-        rec["latency_ms"] = latency_ms
-        rec["bytes"] = nbytes
-        rec["true_mbps"] = true_mbps
-        rec["action"] = action
-        rec["trace"] = dev["trace"]
-        rec["frame"] = frame
-        rec["reused"] = reused
-        rec["truncated"] = dev["step"] >= prm["episode_frames"]
-        if rec["truncated"]:
-            dev["status"] = OVER
-    observe(state, tables, buffers, 0, b)
+        sent = remote and not refused
+        nbytes, answer_s = _send(state, tables, i, frame, action - 1, capture_s, decide_s) if sent else (0.0, np.inf)
+        on_time = answer_s <= capture_s + prm["deadline_s"] + 1e-12
+        latency_ms = ((answer_s - capture_s) * 1000.0 if on_time else prm["deadline_ms"] if sent
+                      else prm["student_s"] * 1000.0)
+        correct, reused, reward = _score(device, tables[T_FRAMES], prm, i, frame, action, on_time, nbytes)
+        truncated = _advance(device, pieces, prm, i, action, frame, sent)
+        _record(out, i, reward, truncated, correct, on_time, sent, refused, latency_ms, nbytes, true_mbps, action,
+                dev["trace"], frame, reused)
+    observe(state, tables, buffers, 0, actions.shape[0])
     if mode == SAME_STEP:
-        for i in range(b):
-            if out[i]["truncated"]:
-                final_obs[i, :] = obs[i, :]
-                _draw_episode(device, uploads, pieces, scenes, trace_period, prm["episode_frames"], i)
-                observe(state, tables, buffers, i, i + 1)
+        _restart_same_step(state, tables, buffers)
     return OK, -1

@@ -62,7 +62,7 @@ class OffloadEnv(gym.Env):
     it costs no bytes and no link time and is right iff its class is the current frame's label (with an empty
     cache, reuse is the local answer).
     Every frame's outcome under every action comes from a ``perception.FrameProfile`` (real models on real
-    images) whose frames form scenes (``profile.clip`` is the scene id); an episode plays pieces of scenes in
+    images) whose frames form scenes (``profile.scene`` is the scene id); an episode plays pieces of scenes in
     sequence, so confidence and correctness are correlated over time.
 
     ## Action Space

@@ -36,17 +36,24 @@ class SB3OffloadVecEnv(VecEnv):
         self.observation_fields = self.core.spec.field_names
         self._rows = np.arange(num_envs)
         self._actions: np.ndarray | None = None
+        self._next_seeds: list[int | None] = [None] * num_envs  # from seed(), used by the next reset
 
     @property
     def observation_spec(self):
         """The observation's definition (``offload_common.observation.ObservationSpec``), as ``OffloadVectorEnv`` has it."""
         return self.core.spec
 
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """SB3's ``VecEnv.seed``: from the next ``reset`` on, sub-env i replays ``OffloadEnv`` for seed + i."""
+        self._next_seeds = list(super().seed(seed))
+        return self._next_seeds
+
     def reset(self) -> np.ndarray:
-        seeded = [i for i, s in enumerate(self._seeds) if s is not None]  # the others continue their streams
-        self.core.seed_rows(seeded, [self._seeds[i] for i in seeded])
-        self._reset_seeds()
-        self._reset_options()
+        """New episodes for every sub-env; after ``seed(s)`` from the seeded streams, else each stream continues.
+        (Reset options are not used: episodes are drawn, never pinned, here.)"""
+        seeds, self._next_seeds = self._next_seeds, [None] * self.num_envs
+        seeded = [i for i, s in enumerate(seeds) if s is not None]
+        self.core.seed_rows(seeded, [seeds[i] for i in seeded])
         self.core.reset_rows(self._rows)
         return self.core.observe().copy()
 

@@ -1,4 +1,5 @@
-"""Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps.
+"""Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps, and
+where the shared real data lives (``shared_data_dir``).
 
 The one place where the project writes files safely; every package writes through it. Every result file is written
 to a temporary name beside it and moved into place with ``os.replace`` (``atomic_path``), so a crash never leaves a
@@ -20,6 +21,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+SHARED_ENV = "OFFLOAD_GYM_SHARED"  # the whole shared-data folder (default: ../shared beside the project)
+
+
+def shared_data_dir(subpath: str, override_env: str) -> Path | None:
+    """A folder of the shared real data (read in place, never copied): ``$override_env``, else
+    ``$OFFLOAD_GYM_SHARED/subpath``, else ``../shared/subpath`` beside the project root or the working directory;
+    None when none of these exists (then the project runs on what it embeds)."""
+    if os.environ.get(override_env):
+        return Path(os.environ[override_env])
+    roots = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
+    roots += [Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"]
+    return next((r / subpath for r in roots if (r / subpath).is_dir()), None)
 
 
 def strict_json(value: Any) -> Any:

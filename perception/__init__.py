@@ -1,7 +1,7 @@
 """Real models on real images -> the per-frame profile of every action's outcome that the environment replays.
 
 Public API: ``FrameProfile`` (the table, with save/load/split), ``build_profile`` and ``BuildConfig`` (run the
-pretrained student/server/teacher on video-like clips of photos), ``DEFAULT_PROFILE`` (path of the committed
+pretrained student/server/teacher on video-like scenes of photos), ``DEFAULT_PROFILE`` (path of the committed
 profile built from ../shared/datasets/imagenet-sample), calibration helpers and the int8 quantizer.
 """
 

@@ -162,7 +162,7 @@ def _process_chunk(sources: Sequence[SceneSource], models: _Models, cfg: BuildCo
     student_x = np.stack([to_input(resize_crop(f, cfg.student_res)) for f in frames])
     logits, feats = models.student.logits_and_features(student_x)
     out: dict[str, NDArray] = {
-        "label": np.array(labels), "clip": np.array(scenes),
+        "label": np.array(labels), "scene": np.array(scenes),
         "student_logits": logits.astype(np.float32), "student_features": feats.astype(np.float16),
         "student_fp32_pred": models.student_fp32.logits(student_x).argmax(1),
     }
@@ -272,7 +272,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
         if not path.exists():
             _atomic_savez(path, **_process_chunk(chunk, models, cfg))
         with np.load(path) as data:
-            parts.append({k: data[k] for k in data.files})
+            parts.append({"scene" if k == "clip" else k: data[k] for k in data.files})  # chunks of older builds
         if bar is not None:
             bar.update(sum(s.n_frames for s in chunk))
     if bar is not None:
@@ -280,7 +280,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     label = np.where(cat["label"] < 0, cat["teacher_pred"], cat["label"])
-    calib = np.isin(cat["clip"], calib_ids)
+    calib = np.isin(cat["scene"], calib_ids)
     logits = cat["student_logits"]
     temperature = fit_temperature(logits[calib], label[calib])
     p_raw = softmax(logits)
@@ -299,7 +299,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
     latency[f"teacher@{cfg.teacher_res}"] = models.teacher.latency_ms(cfg.latency_repeats) * (2 if cfg.teacher_flip else 1)
     import onnxruntime
 
-    lengths = np.unique(cat["clip"], return_counts=True)[1]
+    lengths = np.unique(cat["scene"], return_counts=True)[1]
     meta = {
         "build": cfg.to_json(),
         "models": {"student": cfg.student, "server": cfg.server, "teacher": cfg.teacher},
@@ -327,7 +327,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     profile = FrameProfile(
-        label=label, clip=cat["clip"], calib=calib,
+        label=label, scene=cat["scene"], calib=calib,
         student_topk_prob=topk_prob, student_topk_class=top, student_raw_conf=raw_conf,
         student_correct=correct, student_fp32_correct=cat["student_fp32_pred"] == label,
         server_bytes=cat["server_bytes"], server_pred=cat["server_pred"], server_conf=cat["server_conf"],

@@ -10,8 +10,6 @@ from numpy.typing import NDArray
 
 from offload_common.files import atomic_path
 
-from .models import softmax
-
 
 def nll(logits: NDArray, labels: NDArray, temperature: float) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
@@ -57,10 +55,6 @@ def ece(confidence: NDArray, correct: NDArray, bins: int = 15) -> float:
     conf, acc, count = reliability(confidence, correct, bins)
     return float(np.sum(count * np.abs(acc - conf)) / max(count.sum(), 1))
 
-
-def calibrated_confidence(logits: NDArray, temperature: float) -> NDArray[np.float64]:
-    """Top-1 probability after temperature scaling."""
-    return softmax(logits, temperature).max(axis=1)
 
 
 def plot_reliability(conf_before: NDArray, conf_after: NDArray, correct: NDArray, out: str | os.PathLike,

@@ -111,11 +111,11 @@ def fit_distilled(profile: FrameProfile, test_fraction: float = 0.3, split_seed:
     y = np.concatenate([profile.student_correct[:, None], profile.server_correct,
                         profile.teacher_correct[:, None]], axis=1).astype(np.float32)
     train_ids, test_ids = profile.split_ids(test_fraction, split_seed)
-    is_train = np.isin(profile.clip, train_ids)
+    is_train = np.isin(profile.scene, train_ids)
     pred = np.zeros(y.shape, np.float32)
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(rng.permutation(train_ids).tolist(), np.arange(len(train_ids)) % folds))
-    fold = np.array([fold_of.get(int(c), -1) for c in profile.clip])
+    fold = np.array([fold_of.get(int(c), -1) for c in profile.scene])
     for k in range(min(folds, len(train_ids))):
         fit_rows = is_train & (fold != k)
         score_rows = is_train & (fold == k)

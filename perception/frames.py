@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from offload_common.files import shared_data_dir
+
 IMAGES_ENV = "OFFLOAD_GYM_IMAGES"
-SHARED_ENV = "OFFLOAD_GYM_SHARED"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
@@ -124,12 +125,9 @@ class LabelledImage:
 
 
 def shared_images_dir() -> Path | None:
-    """``$OFFLOAD_GYM_IMAGES``, ``$OFFLOAD_GYM_SHARED/datasets/imagenet-sample`` or ``../shared/...``; None if absent."""
-    if os.environ.get(IMAGES_ENV):
-        return Path(os.environ[IMAGES_ENV])
-    roots = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
-    roots += [Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"]
-    return next((r / "datasets/imagenet-sample" for r in roots if (r / "datasets/imagenet-sample").is_dir()), None)
+    """``$OFFLOAD_GYM_IMAGES``, ``$OFFLOAD_GYM_SHARED/datasets/imagenet-sample`` or ``../shared/...``
+    (``offload_common.files.shared_data_dir``); None if absent."""
+    return shared_data_dir("datasets/imagenet-sample", IMAGES_ENV)
 
 
 def load_labelled_images(images_dir: str | os.PathLike, labels_tsv: str | os.PathLike | None = None) -> list[LabelledImage]:

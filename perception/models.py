@@ -61,22 +61,42 @@ def build_torch_model(name: str, image_size: int):
 
 
 class _WithFeatures:
-    """Wraps a network so it returns (logits, pooled penultimate features): one forward pass, two outputs."""
+    """Wraps a network so it returns (logits, pooled penultimate features): one forward pass, two outputs.
+
+    Through public routes only: the network's ``extract_features``, then its one global average pooling layer and
+    its one linear classifier, found by type (``modules()``), which is the network's own forward in eval mode
+    (dropout is the identity); ``wrap`` checks that its logits equal the network's on a probe input.
+    """
 
     @staticmethod
-    def wrap(model):
+    def wrap(model, image_size: int):
         import torch
+
+        def only(kind: type) -> torch.nn.Module:
+            found = [m for m in model.modules() if isinstance(m, kind)]
+            if len(found) != 1:
+                raise RuntimeError(f"{type(model).__name__}: expected one {kind.__name__} layer (the pooling before the "
+                                   f"classifier, the classifier), found {len(found)}")
+            return found[0]
 
         class Wrapped(torch.nn.Module):
             def __init__(self, net):
                 super().__init__()
                 self.net = net
+                self.head = (only(torch.nn.AdaptiveAvgPool2d), only(torch.nn.Linear))  # a tuple: not registered twice
 
             def forward(self, x):
-                feats = self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
-                return self.net._fc(feats), feats
+                pool, fc = self.head
+                feats = pool(self.net.extract_features(x)).flatten(1)
+                return fc(feats), feats
 
-        return Wrapped(model).eval()
+        wrapped = Wrapped(model.eval()).eval()
+        probe = torch.linspace(-2.0, 2.0, 3 * image_size * image_size).reshape(1, 3, image_size, image_size)
+        with torch.no_grad():
+            if not torch.equal(wrapped(probe)[0], model(probe)):
+                raise RuntimeError(f"{type(model).__name__}: its forward is not extract_features -> pooling -> "
+                                   f"classifier, so the pooled features cannot be taken this way")
+        return wrapped
 
 
 def export_onnx(name: str, image_size: int, path: str | os.PathLike, with_features: bool = False) -> Path:
@@ -93,7 +113,7 @@ def export_onnx(name: str, image_size: int, path: str | os.PathLike, with_featur
     model = build_torch_model(name, image_size)
     outputs = ["logits"]
     if with_features:
-        model = _WithFeatures.wrap(model)
+        model = _WithFeatures.wrap(model, image_size)
         outputs.append("features")
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

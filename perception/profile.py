@@ -40,8 +40,8 @@ class FrameProfile:
 
     Attributes:
         label: [N] true ImageNet-1k class (for video: the teacher's answer, see ``meta['dataset']``).
-        clip: [N] scene id (one scene per source photo or video segment); a scene's frames are contiguous and in
-            order. Named ``clip`` for compatibility with format 1.
+        scene: [N] scene id (one scene per source photo or video segment); a scene's frames are contiguous and in
+            order. Stored as ``clip`` by profiles written before the rename (they still load).
         calib: [N] True for frames of calibration scenes (temperature, int8 ranges, embedding projection).
         student_topk_prob: [N, k] calibrated probabilities of the student's top-k classes, descending.
         student_topk_class: [N, k] those classes.
@@ -60,7 +60,7 @@ class FrameProfile:
     """
 
     label: NDArray[np.int16]
-    clip: NDArray[np.int32]
+    scene: NDArray[np.int32]
     calib: NDArray[np.bool_]
     student_topk_prob: NDArray[np.float32]
     student_topk_class: NDArray[np.int16]
@@ -80,7 +80,7 @@ class FrameProfile:
     meta: dict[str, Any] = field(default_factory=dict)
     device_arrays: dict[str, NDArray] = field(default_factory=dict)
 
-    _DTYPES = {"label": np.int16, "clip": np.int32, "calib": np.bool_, "student_topk_prob": np.float32,
+    _DTYPES = {"label": np.int16, "scene": np.int32, "calib": np.bool_, "student_topk_prob": np.float32,
                "student_topk_class": np.int16, "student_raw_conf": np.float32, "student_correct": np.bool_,
                "student_fp32_correct": np.bool_,
                "server_bytes": np.int32, "server_pred": np.int16, "server_conf": np.float32,
@@ -106,8 +106,8 @@ class FrameProfile:
                 raise ProfileFormatError(f"array {name!r} has shape {arr.shape}, expected {want} "
                                          f"(N={n} frames, R={r} resolutions)")
             object.__setattr__(self, name, arr.astype(dtype, copy=False))
-        if n and np.any(np.diff(self.clip) < 0):
-            raise ProfileFormatError("frames must be stored scene by scene (clip ids non-decreasing)")
+        if n and np.any(np.diff(self.scene) < 0):
+            raise ProfileFormatError("frames must be stored scene by scene (scene ids non-decreasing)")
         for name, want_cols in (("embedding", None), ("distilled", r + 2)):
             arr = getattr(self, name)
             if arr is None:
@@ -164,11 +164,11 @@ class FrameProfile:
 
     @property
     def n_scenes(self) -> int:
-        return len(np.unique(self.clip))
+        return len(np.unique(self.scene))
 
     def scene_lengths(self) -> NDArray[np.int64]:
         """Frames per scene, in stored order."""
-        return np.unique(self.clip, return_counts=True)[1]
+        return np.unique(self.scene, return_counts=True)[1]
 
     def accuracy_table(self) -> dict[str, float]:
         """Accuracy of each action over all frames (calibration frames excluded)."""
@@ -181,9 +181,9 @@ class FrameProfile:
         return out
 
     # ---- selection and splitting ---------------------------------------------------------------------------
-    def select_clips(self, clip_ids: NDArray) -> FrameProfile:
-        """A profile of the frames of the given clips (order kept)."""
-        mask = np.isin(self.clip, np.asarray(clip_ids))
+    def select_scenes(self, scene_ids: NDArray) -> FrameProfile:
+        """A profile of the frames of the given scenes (order kept)."""
+        mask = np.isin(self.scene, np.asarray(scene_ids))
         kw = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[mask])
               for f in fields(self) if f.name not in ("meta", "device_arrays")}
         return FrameProfile(**kw, meta=dict(self.meta), device_arrays=dict(self.device_arrays))
@@ -191,20 +191,20 @@ class FrameProfile:
     def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[FrameProfile, FrameProfile]:
         """(train, test) by scene. Calibration scenes always go to train: they were used to fit the student."""
         train, test = self.split_ids(test_fraction, seed)
-        return self.select_clips(train), self.select_clips(test)
+        return self.select_scenes(train), self.select_scenes(test)
 
     def split_ids(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[NDArray, NDArray]:
         """Scene ids of (train, test); the same draw as ``split``."""
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        clips = np.unique(self.clip)
-        calib_clips = np.unique(self.clip[self.calib])
-        eligible = np.setdiff1d(clips, calib_clips)
+        scenes = np.unique(self.scene)
+        calib_scenes = np.unique(self.scene[self.calib])
+        eligible = np.setdiff1d(scenes, calib_scenes)
         rng = np.random.default_rng(seed)
-        n_test = int(round(test_fraction * len(clips)))
+        n_test = int(round(test_fraction * len(scenes)))
         n_test = min(max(n_test, 1), len(eligible))
         test = np.sort(rng.permutation(eligible)[:n_test])
-        train = np.setdiff1d(clips, test)
+        train = np.setdiff1d(scenes, test)
         return train, test
 
     # ---- persistence ---------------------------------------------------------------------------------------
@@ -246,6 +246,8 @@ class FrameProfile:
         if version not in READABLE_VERSIONS:
             raise ProfileFormatError(f"{path}: format_version {version!r}; this code reads {READABLE_VERSIONS}. "
                                      "Rebuild it with `python train_agent.py profile -o PATH`")
+        if "scene" not in contents and "clip" in contents:  # written before scenes were called scenes
+            contents["scene"] = contents.pop("clip")
         missing = [name for name in cls._DTYPES if name not in contents]
         if missing:
             raise ProfileFormatError(f"{path}: missing arrays {missing}")

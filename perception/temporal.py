@@ -84,7 +84,7 @@ def compare(profile, videos: Sequence[str | os.PathLike], student_onnx: str | os
     proj = Projection(profile.device_arrays["embed_mean"], profile.device_arrays["embed_components"], float("nan"))
     ev = ~profile.calib
     rows = {"synthetic scenes (profile)": temporal_stats(profile.student_topk_class[ev, 0], profile.embedding[ev],
-                                                          profile.clip[ev])}
+                                                          profile.scene[ev])}
     for v in videos:
         rows[f"real: {Path(v).name}"] = video_stats(v, student_onnx, proj, profile.fps, profile.meta["student_res"],
                                                     tuple(profile.meta["capture"]), threads)

@@ -31,7 +31,7 @@ def hand_profile(n_clips: int = 3, frames: int = 4, server_bytes: tuple[int, ...
     p[:, 0] = np.linspace(0.3, 0.9, n)
     p[:, 1:] = (1 - p[:, :1]) / 5
     return FrameProfile(
-        label=np.zeros(n), clip=np.repeat(np.arange(len(lengths)), lengths), calib=np.zeros(n, bool),
+        label=np.zeros(n), scene=np.repeat(np.arange(len(lengths)), lengths), calib=np.zeros(n, bool),
         student_topk_prob=p, student_topk_class=np.tile(np.arange(1, 6), (n, 1)), student_raw_conf=p[:, 0],
         student_correct=np.zeros(n, bool), student_fp32_correct=np.zeros(n, bool),
         server_bytes=np.tile(server_bytes, (n, 1)), server_pred=np.zeros((n, r)), server_conf=np.ones((n, r)),
@@ -68,6 +68,6 @@ def profile_scene_frames(profile: FrameProfile, scenes: list[int]) -> dict[int, 
     out = {}
     for s in scenes:
         frames = [np.asarray(f) for f in sources[s].frames()]
-        assert len(frames) == int((profile.clip == s).sum()), f"scene {s} re-rendered to another length"
+        assert len(frames) == int((profile.scene == s).sum()), f"scene {s} re-rendered to another length"
         out[s] = frames
     return out

@@ -42,7 +42,7 @@ def perceived(device_run):
     scenes = sorted(int(s) for s in test_ids[:N_SCENES])
     frames = profile_scene_frames(profile, scenes)
     ctl = DeviceController.from_bundle(device_run["bundle"])
-    rows = np.concatenate([np.flatnonzero(profile.clip == s) for s in scenes])
+    rows = np.concatenate([np.flatnonzero(profile.scene == s) for s in scenes])
     percs = [ctl.perceive(f) for s in scenes for f in frames[s]]
     return {"ctl": ctl, "scenes": scenes, "rows": rows, "percs": percs}
 
@@ -83,7 +83,7 @@ def test_perception_on_rerendered_frames_equals_the_profile(device_run, perceive
 def _env_on_controller_perception(device_run, perceived):
     """The env over the perceived scenes, with the controller's own perception in place of the profile's."""
     profile, rows, percs = device_run["profile"], perceived["rows"], perceived["percs"]
-    sub = profile.select_clips(np.array(perceived["scenes"]))
+    sub = profile.select_scenes(np.array(perceived["scenes"]))
     cls = np.stack([p.topk_class for p in percs])
     sub = dataclasses.replace(sub, student_topk_prob=np.stack([p.topk_prob for p in percs]), student_topk_class=cls,
                               embedding=np.stack([p.embedding for p in percs]),
@@ -104,7 +104,7 @@ def _drive(ctl: DeviceController, sub, cfg: EnvConfig, trace, start_s: float, or
     in flight is the controller's estimate, so backlog and slack are compared for sanity, not equality."""
     env = OffloadVectorEnv(1, sub, [trace], cfg)
     assert env.observation_spec == ctl.spec  # the bundle's spec is the env's
-    lengths = [int((sub.clip == s).sum()) for s in np.unique(sub.clip)]
+    lengths = [int((sub.scene == s).sum()) for s in np.unique(sub.scene)]
     firsts = np.r_[0, np.cumsum(lengths)[:-1]]
     pieces = np.array([[j, 0, lengths[j]] for j in order])
     frames = np.concatenate([np.arange(firsts[j], firsts[j] + lengths[j]) for j in order])

@@ -9,7 +9,6 @@ import pytest
 from helpers import constant_trace, hand_profile, outage_trace
 
 import envs.offload_env
-from bandwidth_traces import TraceBank
 from envs import EnvConfig, OffloadEnv, OffloadVectorEnv, kernel
 from envs.sb3 import SB3OffloadVecEnv
 
@@ -142,37 +141,25 @@ def test_seed_gives_the_same_episodes_and_streams_continue() -> None:
 
 
 # ---- the compiled trace lookup is Trace.transfer_time --------------------------------------------------------
-def test_kernel_transfer_time_matches_the_trace_bank() -> None:
+def test_kernel_transfer_time_matches_the_traces_own() -> None:
     from bandwidth_traces import embedded_traces
 
     traces = embedded_traces(seed=0)[:20] + [outage_trace(), constant_trace(0.5)]
     env = OffloadEnv(hand_profile(), traces, HAND)
-    bank = TraceBank(traces)
     rng = np.random.default_rng(0)
     row = rng.integers(len(traces), size=3000)
-    start = rng.uniform(0, 3 * bank.duration_s[row])
+    start = rng.uniform(0, 3 * np.array([traces[r].duration_s for r in row]))
     nbytes = np.where(rng.random(3000) < 0.1, 0.0, rng.uniform(1, 300_000, 3000))
-    want = bank.transfer_time(row, start, nbytes)
+    want = np.array([traces[r].transfer_time(s, n) for r, s, n in zip(row, start, nbytes)])  # the reference model
     t = env.core.tables
     tabs = (t.trace_segments, t.trace_cum_bits, t.trace_index, t.trace_period)
     hint = rng.integers(0, 50, 3000)  # the search hint changes where the search starts, never its answer
     got = np.array([kernel._transfer_s(*tabs, r, s, n, h) for r, s, n, h in zip(row, start, nbytes, hint)])
     assert np.allclose(got, want, rtol=1e-9, atol=1e-9)
     mbps = np.array([kernel._mbps_at(tabs[0], tabs[2], tabs[3], r, s, h)[0] for r, s, h in zip(row, start, hint)])
-    assert np.array_equal(mbps, bank.mbps_at(row, start))
+    assert np.array_equal(mbps, [traces[r].mbps_at(s) for r, s in zip(row, start)])
 
 
 def test_the_env_docstring_example_runs() -> None:
     result = doctest.testmod(envs.offload_env, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
-
-
-def test_kernel_cache_is_stamped_with_the_observation_source_too() -> None:
-    import hashlib
-    from pathlib import Path
-
-    import offload_common.observation
-
-    locator = kernel.step._cache._impl.locator  # the entry point that links the compiled observation
-    sources = Path(kernel.__file__).read_bytes() + Path(offload_common.observation.__file__).read_bytes()
-    assert locator.get_source_stamp() == hashlib.sha256(sources).digest()

@@ -71,7 +71,7 @@ def test_tiny_build_records_every_outcome(tiny_build: tuple) -> None:
     assert lengths.min() >= 2 and lengths.max() <= 7 and len(set(lengths.tolist())) > 1  # lengths vary
     assert profile.fps == 5.0 and profile.meta["scene_frames"]["max"] == lengths.max()
     assert profile.resolutions == TINY_RES
-    calib_scenes = np.unique(profile.clip[profile.calib])
+    calib_scenes = np.unique(profile.scene[profile.calib])
     assert len(calib_scenes) == 2 and profile.calib.sum() == lengths[calib_scenes].sum()  # 20%, whole scenes
     assert profile.embedding.shape == (profile.n_frames, 8) and profile.embedding.dtype == np.float16
     assert profile.distilled.shape == (profile.n_frames, len(TINY_RES) + 2)
@@ -139,15 +139,15 @@ def test_save_load_round_trip_and_errors(tiny_build: tuple, tmp_path: Path) -> N
         FrameProfile.load(tmp_path / "absent.npz")
 
 
-def test_split_by_clip(tiny_build: tuple) -> None:
+def test_split_by_scene(tiny_build: tuple) -> None:
     profile = tiny_build[0]
     train, test = profile.split(0.3, seed=1)
     assert train.n_frames + test.n_frames == profile.n_frames
-    assert not set(train.clip) & set(test.clip)
-    assert not test.calib.any()  # calibration clips never reach the test side
-    assert len(np.unique(test.clip)) == 3
+    assert not set(train.scene) & set(test.scene)
+    assert not test.calib.any()  # calibration scenes never reach the test side
+    assert len(np.unique(test.scene)) == 3
     again = profile.split(0.3, seed=1)[1]
-    assert np.array_equal(again.clip, test.clip)
+    assert np.array_equal(again.scene, test.scene)
 
 
 def test_temperature_recovers_known_value() -> None:
@@ -221,7 +221,7 @@ def test_profile_values_are_validated(tiny_build: tuple, tmp_path: Path) -> None
 
 def test_embedding_tells_same_scene_from_new_scene(tiny_build: tuple) -> None:
     profile = tiny_build[0]
-    emb, scene = profile.embedding, profile.clip
+    emb, scene = profile.embedding, profile.scene
     same = scene[1:] == scene[:-1]
     cons = cosine(emb[1:], emb[:-1])
     other = cosine(emb, np.roll(emb, profile.n_frames // 2, axis=0))
@@ -240,7 +240,7 @@ def test_distilled_head_is_cross_fitted(tiny_build: tuple) -> None:
     pred = head.predict(distill_inputs(profile.embedding, profile.student_topk_prob))
     split = profile.meta["distilled"]["split"]
     train_ids, test_ids = profile.split_ids(split["test_fraction"], split["seed"])
-    test = np.isin(profile.clip, test_ids)
+    test = np.isin(profile.scene, test_ids)
     # test scenes: the full-train head's predictions (NumPy, as on the device); train scenes: out of fold
     assert np.allclose(profile.distilled[test], pred[test], atol=1e-5)
     assert not np.allclose(profile.distilled[~test], pred[~test], atol=1e-3)
@@ -317,3 +317,32 @@ def test_committed_default_profile() -> None:
     assert acc["student_int8"] < acc[f"server@{profile.resolutions[-1]}"] <= acc["teacher"]
     assert profile.meta["ece_after"] < profile.meta["ece_before"]
     assert DEFAULT_PROFILE.stat().st_size < 10 * 2**20
+
+
+def test_pooled_features_come_through_public_routes_and_match_the_networks_own_forward() -> None:
+    import torch
+
+    from perception.models import _WithFeatures, build_torch_model
+
+    net = build_torch_model("efficientnet-lite0", 64)
+    wrapped = _WithFeatures.wrap(net, 64)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        logits, feats = wrapped(x)
+        assert feats.shape == (3, 1280)
+        assert torch.equal(feats, torch.nn.functional.adaptive_avg_pool2d(net.extract_features(x), 1).flatten(1))
+        assert torch.equal(logits, net(x))
+    two_heads = torch.nn.Sequential(net, torch.nn.Linear(1000, 10))
+    with pytest.raises(RuntimeError, match="expected one Linear layer"):
+        _WithFeatures.wrap(two_heads, 64)
+
+
+def test_profiles_written_with_the_old_clip_key_still_load(tiny_build: tuple, tmp_path: Path) -> None:
+    profile, path, _ = tiny_build
+    with np.load(path) as data:
+        arrays = {("clip" if k == "scene" else k): data[k] for k in data.files}
+    assert "clip" in arrays and "scene" not in arrays  # the new profile wrote "scene"
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **arrays)
+    again = FrameProfile.load(old)
+    assert np.array_equal(again.scene, profile.scene) and again.n_scenes == profile.n_scenes

@@ -10,13 +10,13 @@ import pytest
 from bandwidth_traces import (
     MarkovTraceModel,
     Trace,
-    TraceBank,
     TraceFormatError,
     embedded_models,
     families,
     family_stats,
     load_traces,
     parse_mahimahi,
+    shared_traces_dir,
     split,
 )
 from bandwidth_traces.__main__ import main as traces_cli
@@ -52,20 +52,6 @@ def test_transfer_time_vectorised_matches_scalar(outage_trace: Trace) -> None:
 
 def test_mbps_at_wraps(outage_trace: Trace) -> None:
     assert outage_trace.mbps_at([0.0, 1.5, 2.5, 3.2, -0.5, 300.5, 301.0]) == pytest.approx([8, 0, 4, 8, 4, 8, 0])
-
-
-def test_trace_bank_matches_each_trace(outage_trace: Trace) -> None:
-    other = Trace("flat", "unit", np.array([0.0]), np.array([1.0]), 10.0)
-    bumpy = Trace("bumpy", "unit", np.arange(5.0), np.array([0.5, 3.0, 0.0, 0.0, 2.0]), 5.0)
-    bank = TraceBank([outage_trace, other, bumpy])
-    rng = np.random.default_rng(1)
-    rows = rng.integers(0, 3, 500)
-    starts = rng.uniform(0, 50, 500)
-    sizes = rng.uniform(0, 2e6, 500)
-    got = bank.transfer_time(rows, starts, sizes)
-    want = [bank.traces[r].transfer_time(s, b) for r, s, b in zip(rows, starts, sizes)]
-    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
-    assert bank.mbps_at(rows, starts) == pytest.approx([bank.traces[r].mbps_at(s) for r, s in zip(rows, starts)])
 
 
 def _write(tmp_path: Path, text: str, name: str = "trace") -> Path:
@@ -192,6 +178,29 @@ def test_generator_round_trip_and_determinism(tmp_path: Path) -> None:
     bad.write_text('{"format_version": 99}')
     with pytest.raises(ValueError, match="format_version"):
         MarkovTraceModel.load(bad)
+
+
+def test_cli_fit_reports_bands_and_regimes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _write(tmp_path, "".join(f"{t}.0 {v:.3f}\n" for t, v in enumerate(rng.uniform(0.1, 9.0, 120))), f"t{i}")
+    assert traces_cli(["fit", str(tmp_path / "fam"), "-o", str(tmp_path / "fam.json"), "--bands", "4"]) == 0
+    assert "4 bands, 1 regime," in capsys.readouterr().out  # 3 files fit one regime; the bands are its states
+
+
+def test_one_shared_data_locator_finds_traces_and_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from perception import shared_images_dir
+
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "datasets" / "imagenet-sample").mkdir(parents=True)
+    monkeypatch.delenv("OFFLOAD_GYM_TRACES", raising=False)
+    monkeypatch.delenv("OFFLOAD_GYM_IMAGES", raising=False)
+    monkeypatch.setenv("OFFLOAD_GYM_SHARED", str(tmp_path))
+    assert shared_traces_dir() == tmp_path / "traces"
+    assert shared_images_dir() == tmp_path / "datasets" / "imagenet-sample"
+    monkeypatch.setenv("OFFLOAD_GYM_TRACES", str(tmp_path / "mine"))
+    monkeypatch.setenv("OFFLOAD_GYM_IMAGES", str(tmp_path / "photos"))
+    assert shared_traces_dir() == tmp_path / "mine" and shared_images_dir() == tmp_path / "photos"
 
 
 def test_cli_stats_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
