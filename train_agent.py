@@ -496,6 +496,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return run_build(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The edge server (agents.live.server) until SIGTERM."""
+    from agents.live import ServerOptions, serve
+
+    return serve(ServerOptions(host=args.host, port=args.port, profile=args.profile, cache_dir=args.cache_dir,
+                               threads=args.threads, workers=args.workers, delay_ms=args.delay_ms, fault=args.fault))
+
+
 def _int_at_least(low: int):
     """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""
     def parse(text: str) -> int:
@@ -627,6 +635,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=_nonempty(Path), default=None,
                    help="ONNX file (default: RUN_DIR/policy.onnx)")
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
+    p = sub.add_parser("serve", help="the edge server: the profile's server model at each offload resolution and "
+                       "its teacher over HTTP (POST /infer?action=NAME with a JPEG; GET /health)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8700, help="port (0: any free port; default: %(default)s)")
+    p.add_argument("--profile", type=_nonempty(Path), default=None, help="the frame profile whose models to serve "
+                   "(default: committed); its weights' SHA-256 must match the installed weights")
+    p.add_argument("--cache-dir", type=_nonempty(Path), default=None, help="where the ONNX exports are cached "
+                   "(default: $OFFLOAD_GYM_CACHE, else ~/.cache/offload-gym/onnx)")
+    p.add_argument("--threads", type=_int_at_least(1), default=2, help="ONNX Runtime threads per model (default: 2)")
+    p.add_argument("--workers", type=_int_at_least(1), default=1, help="requests computed at once (default: 1)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="test hook: delay every answer (a slow server)")
+    p.add_argument("--fault", choices=["none", "garbage"], default="none", help="test hook: 'garbage' answers "
+                   "200 with a body that is not an answer")
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", type=_nonempty(), default=None,
                    help="trace file or folder, or 'embedded' (default: ../shared/traces)")
@@ -636,13 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "train", "evaluate", "export", "profile", "traces", "sweep", "-h", "--help"}
+    commands = {"run", "train", "evaluate", "export", "profile", "traces", "sweep", "serve", "-h", "--help"}
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     args.command = ["train_agent.py", *argv]  # as given (in-process callers pass argv; sys.argv is theirs)
     handlers = {"run": cmd_run, "train": cmd_train, "traces": cmd_traces, "profile": cmd_profile,
-                "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep}
+                "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep, "serve": cmd_serve}
     try:
         return handlers[args.cmd](args)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:  # bad input or cluster: the message says what
