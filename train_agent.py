@@ -178,6 +178,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a training run's best policy to ONNX for devices."""
     from agents.deploy import OnnxPolicy, export_run
 
+    if args.bundle is not None:  # the device bundle: policy, int8 student, embedding and head arrays, manifest
+        from agents.deploy import write_bundle
+
+        out = write_bundle(args.run_dir, args.bundle, flag="--bundle")
+        print(f"wrote device bundle {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+        return 0
     path = export_run(args.run_dir, args.output, flag="-o/--output")
     pol = OnnxPolicy(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.1f} kB): obs float32 [batch, {pol.dim}] -> logits, action; "
@@ -634,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=_nonempty(Path), help="training run folder (holds train.json and best_model.zip)")
     p.add_argument("-o", "--output", type=_nonempty(Path), default=None,
                    help="ONNX file (default: RUN_DIR/policy.onnx)")
+    p.add_argument("--bundle", type=_nonempty(Path), default=None, metavar="DIR",
+                   help="write a device bundle folder instead (policy, int8 student, arrays, manifest; "
+                        "agents.deploy.DeviceController runs it)")
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
     p = sub.add_parser("serve", help="the edge server: the profile's server model at each offload resolution and "
                        "its teacher over HTTP (POST /infer?action=NAME with a JPEG; GET /health)")

@@ -40,7 +40,8 @@ the distilled head's estimates), its uploads and the remote answers that have co
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,6 +50,17 @@ LOG_MBPS_FLOOR = 0.01  # 10 kbit/s: log features bottom out here (outages)
 KB_SCALE = 32.0
 SINCE_SCALE_S = 10.0
 CACHE_AGE_SCALE_S = 10.0
+SPEC_FORMAT_VERSION = 1  # ObservationSpec.to_dict's layout; from_dict refuses any other
+
+
+def remote_action_names(resolutions: tuple[int, ...] | list[int]) -> list[str]:
+    """The actions that send the frame: offload at each resolution (px), then the teacher."""
+    return [*[f"offload@{int(r)}" for r in resolutions], "teacher"]
+
+
+def action_names(resolutions: tuple[int, ...] | list[int]) -> list[str]:
+    """Every action in index order: local, the remote actions, reuse (the one definition of the action list)."""
+    return ["local", *remote_action_names(resolutions), "reuse"]
 
 
 @dataclass(frozen=True)
@@ -72,11 +84,64 @@ class ObservationSpec:
     @property
     def remote_names(self) -> list[str]:
         """The actions that send the frame: offload at each resolution, then the teacher."""
-        return [*[f"offload@{r}" for r in self.resolutions], "teacher"]
+        return remote_action_names(self.resolutions)
 
     @property
     def action_names(self) -> list[str]:
-        return ["local", *self.remote_names, "reuse"]
+        return action_names(self.resolutions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values, plus ``format_version``; ``from_dict`` reads it back equal."""
+        out: dict[str, Any] = {"format_version": SPEC_FORMAT_VERSION}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "ObservationSpec") -> ObservationSpec:
+        """The spec ``to_dict`` wrote; a missing or extra field, another format version or a value of the wrong
+        kind is a ValueError naming it (``where`` says whose spec: a file, a manifest key)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object with the ObservationSpec fields, got "
+                             f"{type(data).__name__}")
+        version = data.get("format_version")
+        if version != SPEC_FORMAT_VERSION:
+            raise ValueError(f"{where}: format_version {version!r}; this code reads ObservationSpec format "
+                             f"{SPEC_FORMAT_VERSION}")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]  # to_dict writes every field: a missing one is an error
+        extra = sorted(set(data) - set(names) - {"format_version"})
+        if missing or extra:
+            raise ValueError(f"{where}: " + "; ".join(
+                ([f"missing field(s) {missing}"] if missing else []) + ([f"unknown field(s) {extra}"] if extra else []))
+                + f" (expected {names})")
+        kw: dict[str, Any] = {}
+        for name in names:
+            value = data[name]
+            if name in ("resolutions", "remote_rtt_s", "remote_compute_s"):
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and
+                                                                   not isinstance(v, bool) for v in value):
+                    raise ValueError(f"{where}: field {name!r} must be a list of numbers, got {value!r}")
+                value = tuple(int(v) for v in value) if name == "resolutions" else tuple(float(v) for v in value)
+            elif name in ("top_k", "history", "max_queue"):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"{where}: field {name!r} must be an integer, got {value!r}")
+            elif name == "oracle_bandwidth":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}: field {name!r} must be true or false, got {value!r}")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"{where}: field {name!r} must be a number, got {value!r}")
+            else:
+                value = float(value)
+            kw[name] = value
+        spec = cls(**kw)
+        n_remote = len(spec.resolutions) + 1
+        for name in ("remote_rtt_s", "remote_compute_s"):
+            if len(getattr(spec, name)) != n_remote:
+                raise ValueError(f"{where}: field {name!r} has {len(getattr(spec, name))} values, expected "
+                                 f"{n_remote} (one per remote action {spec.remote_names})")
+        return spec
 
     @property
     def field_names(self) -> list[str]:

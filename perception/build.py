@@ -12,6 +12,7 @@ Steps (each cached in ``<out>.parts/`` so an interrupted build restarts where it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -26,6 +27,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from offload_common.files import atomic_path
+from offload_common.vision import calibrated_topk
+from offload_common.vision import embedding as device_embedding
 
 from .calibration import ece, fit_temperature
 from .distill import fit_distilled
@@ -100,6 +103,11 @@ class SceneSource:
 def _atomic_savez(path: Path, **arrays: NDArray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _calibration_frames(sources: Sequence[SceneSource], per_scene: int) -> Iterator[Image.Image]:
@@ -267,12 +275,12 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
     temperature = fit_temperature(logits[calib], label[calib])
     p_raw = softmax(logits)
     p_cal = softmax(logits, temperature)
-    top = np.argsort(-p_cal, axis=1)[:, : cfg.top_k]
+    topk_prob, top = calibrated_topk(logits, temperature, cfg.top_k)  # what the device computes per frame
     correct = top[:, 0] == label
     raw_conf = p_raw.max(1)
     ev = ~calib
     projection = fit_projection(cat["student_features"][calib], cfg.embedding_dim)
-    embedding = projection.apply(cat["student_features"]).astype(np.float16)
+    embedding = device_embedding(cat["student_features"], projection.mean, projection.components)
     log("measuring batch-1 latencies")
     latency = {f"student_int8@{cfg.student_res}": models.student.latency_ms(cfg.latency_repeats),
                f"student_fp32@{cfg.student_res}": models.student_fp32.latency_ms(cfg.latency_repeats)}
@@ -286,6 +294,8 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
         "build": cfg.to_json(),
         "models": {"student": cfg.student, "server": cfg.server, "teacher": cfg.teacher},
         "weights_sha256": {m: weights_sha256(m) for m in sorted({cfg.student, cfg.server, cfg.teacher})},
+        # the int8 student this profile was measured with (the device must run exactly this file)
+        "student_onnx": {"file": models.student.path.name, "sha256": file_sha256(models.student.path)},
         "student_res": cfg.student_res, "server_resolutions": list(cfg.server_resolutions),
         "teacher_res": cfg.teacher_res, "teacher_flip": cfg.teacher_flip, "jpeg_quality": cfg.jpeg_quality,
         "capture": list(cfg.scene.capture), "fps": cfg.scene.fps,
@@ -308,7 +318,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
     }
     profile = FrameProfile(
         label=label, clip=cat["clip"], calib=calib,
-        student_topk_prob=np.take_along_axis(p_cal, top, 1), student_topk_class=top, student_raw_conf=raw_conf,
+        student_topk_prob=topk_prob, student_topk_class=top, student_raw_conf=raw_conf,
         student_correct=correct, student_fp32_correct=cat["student_fp32_pred"] == label,
         server_bytes=cat["server_bytes"], server_pred=cat["server_pred"], server_conf=cat["server_conf"],
         server_correct=cat["server_pred"] == label[:, None], teacher_bytes=cat["teacher_bytes"],

@@ -17,17 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+# the head's inference runs on devices too: its one definition is in offload_common.vision
+from offload_common.vision import HEAD_KEYS, distill_inputs, distilled  # noqa: F401
+
 if TYPE_CHECKING:
     from .profile import FrameProfile
-
-HEAD_KEYS = ("distill_mu", "distill_sd", "distill_w0", "distill_b0", "distill_w1", "distill_b1")
-
-
-def distill_inputs(embedding: NDArray, topk_prob: NDArray) -> NDArray[np.float32]:
-    """The head's input per frame: embedding, calibrated top-k probabilities, margin and log of the top-1."""
-    p = np.asarray(topk_prob, np.float32)
-    extra = [p[:, :1] - p[:, 1:2] if p.shape[1] > 1 else p[:, :1], np.log(np.maximum(p[:, :1], 1e-6))]
-    return np.concatenate([np.asarray(embedding, np.float32), p, *extra], axis=1)
 
 
 @dataclass(frozen=True)
@@ -43,9 +37,7 @@ class DistilledHead:
 
     def predict(self, inputs: NDArray) -> NDArray[np.float32]:
         """[N, input_dim] -> [N, outputs] probabilities."""
-        h = np.maximum(((np.asarray(inputs, np.float32) - self.mu) / self.sd) @ self.w0 + self.b0, 0.0)
-        z = np.clip(h @ self.w1 + self.b1, -30, 30)
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        return distilled(inputs, self.mu, self.sd, self.w0, self.b0, self.w1, self.b1)
 
     def arrays(self) -> dict[str, NDArray]:
         return dict(zip(HEAD_KEYS, (self.mu, self.sd, self.w0, self.b0, self.w1, self.b1)))

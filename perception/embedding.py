@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from offload_common.vision import project
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -24,7 +26,7 @@ class Projection:
 
     def apply(self, features: NDArray) -> NDArray[np.float32]:
         """Project [N, F] features to [N, D] embeddings (float32)."""
-        return (np.asarray(features, np.float32) - self.mean) @ self.components
+        return project(features, self.mean, self.components)
 
     def arrays(self) -> dict[str, NDArray]:
         """The arrays a device needs (stored in the profile beside the per-frame arrays)."""

@@ -19,9 +19,10 @@ from PIL import Image
 
 from offload_common.files import atomic_path
 
+# the frame -> model input / JPEG / softmax steps live in offload_common.vision: the device runs the same code
+from offload_common.vision import EXACT_INT8, jpeg_bytes, resize_crop, softmax, to_input  # noqa: F401
+
 MODEL_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-CROP_FRACTION = 0.875  # resize the shorter side to res / 0.875, then centre-crop res x res
-MEAN, STD = 0.498, 0.502  # EfficientNet-Lite normalisation: (x / 255 - MEAN) / STD
 
 
 def weights_path(name: str) -> Path:
@@ -112,6 +113,7 @@ class OnnxClassifier:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry(*EXACT_INT8)  # int8 results independent of the CPU (offload_common.vision)
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -145,38 +147,6 @@ class OnnxClassifier:
         return float(np.median(times) * 1000)
 
 
-def resize_crop(img: Image.Image, res: int) -> Image.Image:
-    """Resize the shorter side to ``res / 0.875`` and centre-crop ``res x res`` (the models' evaluation transform)."""
-    short = round(res / CROP_FRACTION)
-    w, h = img.size
-    scale = short / min(w, h)
-    nw, nh = max(res, round(w * scale)), max(res, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - res) // 2, (nh - res) // 2
-    return img.crop((left, top, left + res, top + res))
-
-
-def to_input(img: Image.Image) -> NDArray[np.float32]:
-    """An RGB image already at model size -> normalised CHW float32."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
-    return ((arr / 255.0 - MEAN) / STD).transpose(2, 0, 1)
-
-
-def jpeg_bytes(img: Image.Image, quality: int) -> bytes:
-    """Baseline JPEG encoding (Pillow, fixed quality, 4:2:0): what the device puts on the wire."""
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
-    return buf.getvalue()
-
-
 def decode_jpeg(data: bytes) -> Image.Image:
     """What the server sees: the decoded JPEG."""
     return Image.open(io.BytesIO(data)).convert("RGB")
-
-
-def softmax(logits: NDArray, temperature: float = 1.0) -> NDArray[np.float64]:
-    """Numerically stable softmax of ``logits / temperature`` along the last axis (float64)."""
-    z = np.asarray(logits, np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)

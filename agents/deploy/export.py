@@ -4,7 +4,8 @@ The exported graph is ``agents.policies.greedy_module``, the very path evaluatio
 extractor, actor MLP, action head and argmax; for DQN the Q-network and argmax; for RLlib the RLModule's inference
 pass). Observations need no normalisation layer: ``offload_common.observation`` already scales every
 field, and the metadata says so. Metadata props carry the observation field list, the action meanings and the
-frame profile's model names and weight hashes, so a device can check it feeds the right layout.
+frame profile's model names and weight hashes, and the run's full ``ObservationSpec`` (``observation_spec``, JSON of
+``ObservationSpec.to_dict``: every timing constant per action), so a device can rebuild and check the layout it feeds.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         if key not in info:
             raise ValueError(f"{run / 'train.json'} lacks {key!r} (written by older code): retrain or re-export "
                              "from a new run")
+    extra = {"observation_spec": info["observation_spec"]} if "observation_spec" in info else {}
     return export_model(model, out, info["observation_fields"], info["action_names"],
-                        {"profile_models": info.get("profile_models", {}),
+                        {**extra, "profile_models": info.get("profile_models", {}),
                          "profile_weights_sha256": info.get("profile_weights_sha256", {}),
                          "env_config": info.get("env_config", {}), "source_model": model_path.name})

@@ -23,6 +23,7 @@ from agents.policies import (
 from bandwidth_traces import Trace
 from bandwidth_traces import split as split_traces
 from envs import EnvConfig, OffloadVectorEnv, select_profile, select_traces
+from offload_common import observation
 from perception import FrameProfile
 
 from .rollout import EvalResult, evaluate, evaluate_many, make_episodes
@@ -51,7 +52,7 @@ class Setup:
         return lambda n, traces: OffloadVectorEnv(n, self.profile, traces, cfg)
 
     def action_names(self) -> list[str]:
-        return ["local", *[f"offload@{r}" for r in self.profile.resolutions], "teacher", "reuse"]
+        return observation.action_names(self.profile.resolutions)
 
 
 @dataclass

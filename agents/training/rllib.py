@@ -239,13 +239,22 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
             + (f", validation accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""))
     runner_nodes = _env_runner_nodes(algo)
     algo.stop()
+    env_cfg = setup.env_config("train").replace(**cfg.env_overrides())  # what every EnvRunner's env was built with
     info = training_record(
-        setup, cfg, validation.env.observation_fields, validation.env.action_names, len(validation.fit_traces),
-        len(validation.val_traces), state, ray_init_s=round(init_s, 2), build_s=round(build_s, 2),
+        setup, cfg, _observation_spec(setup, env_cfg, validation.fit_traces), env_cfg.to_dict(),
+        len(validation.fit_traces), len(validation.val_traces), state, ray_init_s=round(init_s, 2),
+        build_s=round(build_s, 2),
         seconds_per_iteration=float(np.median([h["seconds"] for h in history])) if history else None,
         address=address or "local", env_runner_nodes=runner_nodes, driver_node=_driver_node())
     write_json(run.record_path, info)
     return info
+
+
+def _observation_spec(setup: Any, env_cfg: Any, traces: Sequence[Any]):
+    """The ObservationSpec of the env the EnvRunners sampled in (the same profile and config, built here)."""
+    from envs import OffloadVectorEnv
+
+    return OffloadVectorEnv(1, setup.profile, list(traces), env_cfg).observation_spec
 
 
 def _driver_node() -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 from agents.policies import LearnedPolicy
 from offload_common.files import atomic_folder, atomic_path, read_json, write_json
+from offload_common.observation import ObservationSpec
 
 from .config import TrainConfig
 
@@ -205,12 +206,14 @@ class RunFolder:
         write_json(self.state_path, state)
 
 
-def training_record(setup: Any, cfg: TrainConfig, observation_fields: list[str], action_names: list[str],
+def training_record(setup: Any, cfg: TrainConfig, spec: ObservationSpec, env_config: dict[str, Any],
                     fit_traces: int, val_traces: int, state: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """``train.json``: the settings, the observation and action layout a deployment must match, the frame profile's
-    models, the validation history and best score, plus the framework's own ``extra`` fields."""
-    return {"framework": cfg.framework, "train_config": cfg.to_dict(),
-            "observation_fields": list(observation_fields), "action_names": list(action_names),
+    """``train.json``: the settings, the env config trained in, the observation spec (``ObservationSpec.to_dict``:
+    the contract a deployment rebuilds) with the observation and action layout derived from it, the frame
+    profile's models, the validation history and best score, plus the framework's own ``extra`` fields."""
+    return {"framework": cfg.framework, "train_config": cfg.to_dict(), "env_config": dict(env_config),
+            "observation_spec": spec.to_dict(),
+            "observation_fields": spec.field_names, "action_names": spec.action_names,
             "profile_models": setup.profile.meta.get("models", {}),
             "profile_weights_sha256": setup.profile.meta.get("weights_sha256", {}),
             "fit_traces": fit_traces, "val_traces": val_traces, "history": state["history"],

@@ -127,10 +127,9 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
                 tb_log_name=tcfg.algo)
     run.save(out / "model.zip", model.save)
     run.save_checkpoint(model.save, {**state, "timesteps": int(model.num_timesteps)})
-    spec = venv.venv.observation_spec
     write_json(run.record_path, training_record(
-        setup, tcfg, spec.field_names, spec.action_names, len(fit_traces), len(val_traces), state,
-        env_config=train_cfg.to_dict(), seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
+        setup, tcfg, venv.venv.observation_spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
+        seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
         this_session_s=round(time.time() - t_start, 1)))
     plot_learning_curve(state["history"], out / "learning_curve.png", tcfg.algo)
     return TrainResult(out / "model.zip", run.best, state["seconds"], state["history"], int(model.num_timesteps))
