@@ -510,6 +510,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                threads=args.threads, workers=args.workers, delay_ms=args.delay_ms, fault=args.fault))
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    """A bundle's policy live (server, paced uplink, real time) beside the simulator on the same episode."""
+    import json
+
+    from agents.live import LiveConfig, run_live
+
+    params = json.loads(args.params) if args.params else {}
+    report = run_live(LiveConfig(
+        bundle=args.bundle, trace=args.trace, out=args.out, scenes=args.scenes, videos=tuple(args.video or ()),
+        start_s=args.start_s, seconds=args.seconds, server=args.server, policy=args.policy, params=params,
+        profile=args.profile, cache_dir=args.cache_dir, force=args.force))
+    print((args.out / "live.md").read_text())
+    return 0 if report["frames"] else 1
+
+
 def _int_at_least(low: int):
     """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""
     def parse(text: str) -> int:
@@ -657,6 +672,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay-ms", type=float, default=0.0, help="test hook: delay every answer (a slow server)")
     p.add_argument("--fault", choices=["none", "garbage"], default="none", help="test hook: 'garbage' answers "
                    "200 with a body that is not an answer")
+    p = sub.add_parser("live", help="run a device bundle's policy live (edge server, trace-paced loopback uplink, "
+                       "real time) beside the simulator on the same episode: OUT/live.json, live.md, timeline.png")
+    p.add_argument("--bundle", type=_nonempty(Path), required=True, help="device bundle folder (export --bundle)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scenes", type=_int_at_least(1), help="stream the first N test-side profile scenes, "
+                     "re-rendered from their photos")
+    src.add_argument("--video", type=_nonempty(Path), nargs="+", help="stream decoded video files")
+    p.add_argument("--trace", type=_nonempty(Path), required=True, help="one trace file (cooked or Mahimahi)")
+    p.add_argument("--start-s", type=float, default=0.0, help="offset into the trace (s; default 0)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: all frames)")
+    p.add_argument("--server", default=None, help="URL of a running `serve` (default: start one on 127.0.0.1)")
+    p.add_argument("--policy", default="bundle", choices=["bundle", "cachenet", "cbo-cond", "local"],
+                   help="the bundle's policy.onnx (default) or a heuristic deployed through the same controller")
+    p.add_argument("--params", default=None, help="the heuristic's parameters as JSON, e.g. a run's tuned ones")
+    p.add_argument("--profile", type=_nonempty(Path), default=None, help="the bundle's frame profile (default: "
+                   "committed)")
+    p.add_argument("--cache-dir", type=_nonempty(Path), default=None, help="ONNX cache of the started server")
+    p.add_argument("--out", type=_nonempty(Path), required=True, help="report folder")
+    p.add_argument("--force", action="store_true", help="replace a live run already in --out")
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", type=_nonempty(), default=None,
                    help="trace file or folder, or 'embedded' (default: ../shared/traces)")
@@ -666,13 +700,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "train", "evaluate", "export", "profile", "traces", "sweep", "serve", "-h", "--help"}
+    commands = {"run", "train", "evaluate", "export", "profile", "traces", "sweep", "serve", "live", "-h",
+                "--help"}
     if not argv or argv[0] not in commands:  # no subcommand: the main job, with any options given
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     args.command = ["train_agent.py", *argv]  # as given (in-process callers pass argv; sys.argv is theirs)
     handlers = {"run": cmd_run, "train": cmd_train, "traces": cmd_traces, "profile": cmd_profile,
-                "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep, "serve": cmd_serve}
+                "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep, "serve": cmd_serve,
+                "live": cmd_live}
     try:
         return handlers[args.cmd](args)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:  # bad input or cluster: the message says what

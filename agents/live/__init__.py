@@ -6,6 +6,7 @@ them in real time, checked against the simulator replaying the same episode.
 """
 
 from .pacer import PacerProcess, Route, Uplink
+from .run import LiveConfig, run_live
 from .server import (
     ServedModels,
     ServerOptions,
@@ -17,5 +18,5 @@ from .server import (
     serve,
 )
 
-__all__ = ["PacerProcess", "Route", "ServedModels", "ServerOptions", "ServerProcess", "Uplink", "build_app",
-           "cached_onnx", "default_cache_dir", "parse_answer", "serve"]
+__all__ = ["LiveConfig", "PacerProcess", "Route", "ServedModels", "ServerOptions", "ServerProcess", "Uplink", "build_app",
+           "cached_onnx", "default_cache_dir", "parse_answer", "run_live", "serve"]

@@ -4,9 +4,10 @@ Protocol (one request per frame, raw bytes, no multipart):
 
 * ``POST /infer?action=NAME`` with the JPEG as the body (``Content-Type: image/jpeg``); NAME is a remote action of
   the env (``offload@<px>`` or ``teacher``, ``ObservationSpec.remote_names``). The answer is JSON:
-  ``{"action", "class", "confidence", "compute_ms", "inference_ms"}``: ``compute_ms`` is the server's time from the
-  whole body received to the answer ready (decode, preprocessing, inference, softmax), ``inference_ms`` the ONNX
-  Runtime call alone (what the profile's ``latency_ms`` measured at batch 1).
+  ``{"action", "class", "confidence", "compute_ms", "inference_ms", "server_ms"}``: ``compute_ms`` is the model
+  work (decode, preprocessing, inference, softmax), ``inference_ms`` the ONNX Runtime call alone (what the profile's
+  ``latency_ms`` measured at batch 1), ``server_ms`` the whole time from the body received to the answer sent
+  (compute plus waiting for a worker), which the device subtracts to learn when its upload was through.
 * ``GET /health``: 503 while the models load, then 200 with the actions served and the weights' SHA-256.
 
 Preprocessing is the profile's (``perception.build``): an ``offload@<px>`` JPEG is the frame already resized and
@@ -291,6 +292,7 @@ def build_app(opts: ServerOptions, served: ServedModels, log: Callable[[str], No
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return error(413, f"body larger than {opts.max_body_bytes:,} bytes: expected one frame's JPEG")
+        t_body = time.perf_counter()
         try:
             answer = await asyncio.get_running_loop().run_in_executor(executor, models.classify, action, body)
         except BadRequest as exc:
@@ -299,6 +301,7 @@ def build_app(opts: ServerOptions, served: ServedModels, log: Callable[[str], No
             await asyncio.sleep(opts.delay_ms / 1000.0)
         if opts.fault == "garbage":
             return web.Response(body=b"\x00\xffnot an answer" + body[:16], content_type="application/json")
+        answer["server_ms"] = (time.perf_counter() - t_body) * 1000.0
         return web.json_response(answer)
 
     @web.middleware
