@@ -520,7 +520,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     report = run_live(LiveConfig(
         bundle=args.bundle, trace=args.trace, out=args.out, scenes=args.scenes, videos=tuple(args.video or ()),
         start_s=args.start_s, seconds=args.seconds, server=args.server, policy=args.policy, params=params,
-        profile=args.profile, cache_dir=args.cache_dir, force=args.force))
+        profile=args.profile, cache_dir=args.cache_dir, force=args.force, slowdown=args.slowdown))
     print((args.out / "live.md").read_text())
     return 0 if report["frames"] else 1
 
@@ -690,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "committed)")
     p.add_argument("--cache-dir", type=_nonempty(Path), default=None, help="ONNX cache of the started server")
     p.add_argument("--out", type=_nonempty(Path), required=True, help="report folder")
+    p.add_argument("--slowdown", type=float, default=1.0, help="time dilation: camera, link and round trips run K "
+                   "times slower than the wall clock and device and server times count 1/K, emulating a machine K "
+                   "times faster (default 1: real time)")
     p.add_argument("--force", action="store_true", help="replace a live run already in --out")
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", type=_nonempty(), default=None,

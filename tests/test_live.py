@@ -338,8 +338,10 @@ SUMMARY_FIELDS = {"accuracy", "mb_per_frame", "miss_rate", "latency_ms", "sent",
 
 
 def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, onnx_cache, tmp_path) -> None:
+    """2.5 s of two scenes with cachenet, time-dilated 6x (this shared 2-core machine runs at load ~10-14: in real
+    time its device loop and server are 20-100x slower than the profile measured; see test_live_in_real_time)."""
     out = tmp_path / "live"
-    report = live(bundle, shared_traces, out, cache_dir=onnx_cache)  # starts its own server and stops it
+    report = live(bundle, shared_traces, out, cache_dir=onnx_cache, slowdown=6.0)  # starts its own server, stops it
     assert REPORT_FIELDS <= set(report)
     assert SUMMARY_FIELDS <= set(report["live"]) and SUMMARY_FIELDS <= set(report["sim"])
     assert set(report["live"]["latency_ms"]) == {"p50", "p90", "p99"}
@@ -357,10 +359,12 @@ def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, onnx_c
     assert rec[0]["action"] == rec[0]["sim_action"]
     assert sum(r["sent"] for r in rec) == report["live"]["sent"] > 0
     assert any(r["answer_ms"] is not None for r in rec if r["sent"]), "no upload was answered"
-    # loose: on this loaded 2-core machine (load ~14) the device loop and the server run 20-100x slower than the
-    # profile measured, so decisions drift apart after the first answers (the report says by how much)
-    assert abs(report["live"]["accuracy"] - report["sim"]["accuracy"]) <= 0.25
     assert report["action_agreement"] == pytest.approx(np.mean([r["action"] == r["sim_action"] for r in rec]))
+    assert report["slowdown"] == 6.0 and report["fps_achieved"] == pytest.approx(15.0, rel=0.1)
+    # loose: answers still come back later than the sim's (HTTP, event loops, a loaded server)
+    assert abs(report["live"]["accuracy"] - report["sim"]["accuracy"]) <= 0.1
+    assert report["action_agreement"] >= 0.8
+    assert report["live"]["mb_per_frame"] == pytest.approx(report["sim"]["mb_per_frame"], rel=0.5)
 
 
 def test_live_needs_force_for_a_second_run_and_checks_its_flags(bundle, shared_traces, tmp_path) -> None:
@@ -440,3 +444,34 @@ def test_live_survives_the_server_killed_mid_run(bundle, shared_traces, onnx_cac
     faults = report["faults"]
     assert faults.get("connection", 0) + faults.get("timeout", 0) > 0, faults
     assert report["frames"] == 60 and len(report["records"]) == 60
+
+
+@pytest.mark.slow
+def test_live_in_real_time(bundle, shared_traces, onnx_cache, tmp_path) -> None:
+    """The same run without time dilation: it completes with a full report whatever the machine's load (the gap
+    to the sim is the machine's: on an idle machine agreement is high, on this loaded one it is not asserted)."""
+    report = live(bundle, shared_traces, tmp_path / "live", cache_dir=onnx_cache, seconds=10.0)
+    assert report["frames"] == 150 and set(report["faults"]) <= {"timeout"}
+    assert 0.0 <= report["action_agreement"] <= 1.0
+
+
+def test_uplink_schedule_is_the_envs_fifo_model_with_dilation() -> None:
+    """Deterministic: packet release times of the pacer's link model, FIFO queueing, wrap-around and slowdown."""
+    from helpers import outage_trace
+
+    from agents.live import Uplink
+
+    trace = outage_trace()  # 8 Mbit/s for 1 s, outage 1 s, 8 Mbit/s 1 s; period 3 s
+    up = Uplink(trace, start_s=0.5, t0=100.0)
+    rel, sizes = up.schedule(1_000_000, 100.0)  # 8 Mbit from 0.5 s: 4 Mbit by 1 s, outage, 4 Mbit by 2.5 s
+    assert sizes == [1500] * 666 + [1_000_000 - 666 * 1500]
+    assert rel[-1] == pytest.approx(100.0 + 2.0) and rel[0] == pytest.approx(100.0 + 1500 * 8 / 8e6)
+    assert np.all(np.diff(rel) >= 0)
+    rel2, _ = up.schedule(3000, 100.1)  # queued behind: starts when the first is through (2.5 s), at 8 Mbit/s
+    assert rel2[-1] == pytest.approx(102.0 + 3000 * 8 / 8e6)
+    slow = Uplink(trace, start_s=2.9, t0=0.0, slowdown=4.0)  # wraps around the end; 4x slower on the wall clock
+    rel3, _ = slow.schedule(200_000, 0.0)  # 0.1 s before the end, 1.5 Mbit; 0.1 s at 8 then 0.1 s at 8 after wrap
+    assert rel3[-1] == pytest.approx(4.0 * trace.transfer_time(2.9, 200_000))
+    assert trace.transfer_time(2.9, 200_000) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="slowdown"):
+        Uplink(trace, 0.0, 0.0, slowdown=0.5)

@@ -10,6 +10,9 @@ released when the trace has delivered it (the last one of a chunk may be shorter
 round trip; answers (server to device) are not rate-limited (the env models no downlink) and are delayed by the
 other half, so an answer arrives ``upload + rtt + server time`` after its upload starts, as in the env.
 
+Time dilation (``slowdown`` > 1, ``Uplink``): the whole emulated world (link, round trips) runs K times slower than
+the wall clock, so a loaded machine can emulate one K times faster; the live run dilates its camera the same way.
+
 Routes: one relay listens per route (e.g. ``edge`` to the server with the edge RTT, ``cloud`` to the teacher with
 the cloud RTT); all routes share the one uplink, as the device's radio is one.
 
@@ -44,9 +47,15 @@ READ_BYTES = 64 * 1024
 
 
 class Uplink:
-    """The env's FIFO uplink on a trace, in real time: trace time = ``start_s + (monotonic - t0)``."""
+    """The env's FIFO uplink on a trace, in real time: trace time = ``start_s + (monotonic - t0) / slowdown``.
 
-    def __init__(self, trace: Trace, start_s: float, t0: float, packet_bytes: int = PACKET_BYTES):
+    ``slowdown`` > 1 dilates time (Gupta et al., "To infinity and beyond: time-warped network emulation", NSDI
+    2006): the emulated link runs that many times slower than the wall clock, so that a machine too slow or too
+    loaded for real time can emulate one ``slowdown`` times faster; 1 is real time.
+    """
+
+    def __init__(self, trace: Trace, start_s: float, t0: float, packet_bytes: int = PACKET_BYTES,
+                 slowdown: float = 1.0):
         if packet_bytes < 1:
             raise ValueError(f"packet_bytes={packet_bytes}: expected >= 1")
         if not np.isfinite(start_s):
@@ -54,12 +63,15 @@ class Uplink:
         self.trace = trace
         self.start_s = float(start_s)
         self.t0 = float(t0)
+        if not (np.isfinite(slowdown) and slowdown >= 1):
+            raise ValueError(f"slowdown={slowdown!r}: expected a number >= 1 (1: real time)")
+        self.slowdown = float(slowdown)
         self.packet_bytes = int(packet_bytes)
         self.link_free_s = -np.inf  # trace time when the last accepted byte is through
         self.bytes_in = 0
 
     def trace_time(self, mono: float) -> float:
-        return self.start_s + (mono - self.t0)
+        return self.start_s + (mono - self.t0) / self.slowdown
 
     def schedule(self, nbytes: int, arrival_mono: float) -> tuple[list[float], list[int]]:
         """Monotonic release times and sizes of the packets of ``nbytes`` that arrived at ``arrival_mono``."""
@@ -70,7 +82,7 @@ class Uplink:
         self.link_free_s = float(done[-1])
         self.bytes_in += nbytes
         sizes = np.diff(np.r_[0, ends]).astype(int).tolist()
-        return (done - self.start_s + self.t0).tolist(), sizes
+        return ((done - self.start_s) * self.slowdown + self.t0).tolist(), sizes
 
 
 @dataclass(frozen=True)
@@ -155,12 +167,13 @@ class Pacer:
     """The relays of all routes over one ``Uplink``, on the running event loop."""
 
     def __init__(self, trace: Trace, start_s: float, routes: Sequence[Route], listen_host: str = "127.0.0.1",
-                 spin_s: float = 0.0015, packet_bytes: int = PACKET_BYTES):
+                 spin_s: float = 0.0015, packet_bytes: int = PACKET_BYTES, slowdown: float = 1.0):
         names = [r.name for r in routes]
         if not routes or len(set(names)) != len(names):
             raise ValueError(f"routes {names}: expected at least one, with distinct names")
         self.trace, self.start_s, self.routes, self.listen_host = trace, start_s, list(routes), listen_host
         self.packet_bytes = packet_bytes
+        self.slowdown = slowdown
         self.uplink: Uplink | None = None
         self.dispatcher = Dispatcher(spin_s)
         self.ports: dict[str, int] = {}
@@ -169,7 +182,7 @@ class Pacer:
 
     def start_clock(self, t0: float) -> None:
         """Trace time ``start_s`` is monotonic time ``t0`` (the device's episode start)."""
-        self.uplink = Uplink(self.trace, self.start_s, t0, self.packet_bytes)
+        self.uplink = Uplink(self.trace, self.start_s, t0, self.packet_bytes, self.slowdown)
 
     async def start(self) -> dict[str, int]:
         self._task = asyncio.ensure_future(self.dispatcher.run())
@@ -191,7 +204,7 @@ class Pacer:
         except OSError:
             writer.close()  # the device sees the connection drop: as a server that does not answer
             return
-        half = route.rtt_s / 2
+        half = route.rtt_s * self.slowdown / 2
         d = self.dispatcher
 
         async def uplink() -> None:
@@ -241,7 +254,8 @@ async def _main_async(args: argparse.Namespace) -> int:
     traces = load_traces(args.trace)
     if len(traces) != 1:
         raise ValueError(f"--trace {args.trace}: expected one trace file, found {len(traces)} traces")
-    pacer = Pacer(traces[0], args.start_s, [Route.parse(r) for r in args.route], spin_s=args.spin_ms / 1000.0)
+    pacer = Pacer(traces[0], args.start_s, [Route.parse(r) for r in args.route], spin_s=args.spin_ms / 1000.0,
+                  slowdown=args.slowdown)
     ports = await pacer.start()
     print(json.dumps({"ports": ports, "trace": traces[0].name, "pid": os.getpid()}), flush=True)
     loop = asyncio.get_running_loop()
@@ -265,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--start-s", type=float, default=0.0, help="trace offset at the clock's origin (s)")
     p.add_argument("--route", action="append", required=True, help="NAME=HOST:PORT:RTT_MS (repeatable)")
     p.add_argument("--spin-ms", type=float, default=1.5, help="busy-wait this long before each release")
+    p.add_argument("--slowdown", type=float, default=1.0, help="time dilation: the link runs this many times "
+                   "slower than the wall clock (default 1: real time)")
     args = p.parse_args(argv)
     try:
         return asyncio.run(_main_async(args))
@@ -280,9 +296,10 @@ class PacerProcess:
     """
 
     def __init__(self, trace_path: str | os.PathLike, start_s: float, routes: Sequence[Route], spin_ms: float = 1.5,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, slowdown: float = 1.0):
         cmd = [sys.executable, "-c", "import sys; from agents.live.pacer import main; sys.exit(main())",
-               "--trace", str(trace_path), "--start-s", repr(start_s), "--spin-ms", repr(spin_ms)]
+               "--trace", str(trace_path), "--start-s", repr(start_s), "--spin-ms", repr(spin_ms),
+               "--slowdown", repr(slowdown)]
         for r in routes:
             cmd += ["--route", f"{r.name}={r.upstream_host}:{r.upstream_port}:{r.rtt_s * 1000.0!r}"]
         root = Path(__file__).resolve().parents[2]

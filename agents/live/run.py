@@ -11,6 +11,10 @@ later it only enters the cache (as in the env). The device learns when an upload
 Sim: the env (``envs.OffloadEnv``) replays exactly that episode (the same frames as profile rows, the same trace and
 start offset, the same policy, timing constants from the bundle's ``ObservationSpec``).
 
+Time dilation (``slowdown`` K > 1): camera, link, round trips and deadlines run K times slower than the wall clock,
+and every time the device measures (its loop, the server's reported time) counts 1/K: the run emulates this
+machine K times faster (for a CPU too loaded for real time); every time in the report is emulated time.
+
 Faults (server not running, killed mid-run, slow, answering garbage): the upload's frame keeps its local answer, the
 fault is counted by kind, and the run goes on at its frame rate; requests time out after ``request_timeout_s``.
 """
@@ -52,8 +56,9 @@ class LiveConfig:
     profile: Path | None = None  # the profile whose scenes --scenes re-renders (default: the committed one)
     cache_dir: Path | None = None  # the started server's ONNX cache
     force: bool = False
-    request_timeout_s: float = 5.0
+    request_timeout_s: float = 5.0  # in emulated seconds
     threads: int = 1
+    slowdown: float = 1.0  # time dilation: the camera, link and round trips run K times slower than the wall clock
 
 
 # ---- inputs, checked before anything starts ---------------------------------------------------------------------
@@ -81,6 +86,8 @@ def check_inputs(cfg: LiveConfig):
         raise ValueError(f"--start-s {cfg.start_s}: expected a finite offset >= 0 into the trace, in seconds")
     if cfg.seconds is not None and not (math.isfinite(cfg.seconds) and cfg.seconds > 0):
         raise ValueError(f"--seconds {cfg.seconds}: expected a duration > 0")
+    if not (math.isfinite(cfg.slowdown) and cfg.slowdown >= 1):
+        raise ValueError(f"--slowdown {cfg.slowdown}: expected a number >= 1 (1: real time)")
     if cfg.policy not in POLICIES:
         raise ValueError(f"--policy {cfg.policy!r}: expected one of {', '.join(POLICIES)}")
     if cfg.server is not None and not cfg.server.startswith("http://"):
@@ -199,7 +206,7 @@ async def _warm_up(ctl, episode: Episode, server_url: str, timeout_s: float) -> 
 
 async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str, server_url_edge: str,
                     server_url_cloud: str, rtt_s: Sequence[float], timeout_s: float,
-                    log: Callable[[str], None]) -> dict[str, Any]:
+                    log: Callable[[str], None], slowdown: float = 1.0) -> dict[str, Any]:
     import aiohttp
 
     spec = ctl.spec
@@ -213,8 +220,11 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
     t0 = time.monotonic() + 0.5
     pacer.start_clock(t0)
 
+    k = slowdown
+
     def clock() -> float:
-        return time.monotonic() - t0
+        """Emulated seconds since the episode's start (the wall clock divided by the slowdown)."""
+        return (time.monotonic() - t0) / k
 
     def estimate_mbps() -> float:
         m = state.measurements[-spec.history:]
@@ -262,31 +272,31 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
             rec["fault"] = fault
             finish(d.ticket, d.decide_s, len(d.jpeg), None)
             return
-        rec["server_ms"] = float(answer.get("server_ms", 0.0))
-        rec["inference_ms"] = float(answer.get("inference_ms", 0.0))
+        rec["server_ms"] = float(answer.get("server_ms", 0.0)) / k  # emulated, as every time in the report
+        rec["inference_ms"] = float(answer.get("inference_ms", 0.0)) / k
         finish(d.ticket, d.decide_s, len(d.jpeg), arrival - rtt_s[r] - rec["server_ms"] / 1000.0)
         ctl.answer(d.ticket, answer["class"], answer["confidence"], arrival)
         rec["answer_ms"] = (arrival - d.capture_s) * 1000.0
         if arrival <= d.deadline_s:
             rec.update(on_time=True, answer=int(answer["class"]), latency_ms=rec["answer_ms"])
 
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    timeout = aiohttp.ClientTimeout(total=timeout_s * k)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector,
                                      skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding")) as session:
         for n, frame in enumerate(episode.frames):
             capture = n / fps
-            wait = t0 + capture - time.monotonic()
+            wait = t0 + capture * k - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             t_start = time.perf_counter()
             p = await loop.run_in_executor(None, ctl.perceive, frame)
             decide = clock()
             d = ctl.decide(p, capture, decide)
-            device_s = time.perf_counter() - t_start
+            device_s = (time.perf_counter() - t_start) / k
             rec = {"frame": n, "label": int(episode.labels[n]), "capture_ms": capture * 1000.0,
                    "decide_ms": (decide - capture) * 1000.0, "device_ms": device_s * 1000.0,
-                   "start_late_ms": max(-wait, 0.0) * 1000.0, "action": d.action, "action_name": d.action_name,
+                   "start_late_ms": max(-wait, 0.0) * 1000.0 / k, "action": d.action, "action_name": d.action_name,
                    "bytes": len(d.jpeg) if d.jpeg is not None else 0, "refused": bool(d.refused),
                    "sent": d.ticket is not None, "answer": int(d.answer), "on_time": False,
                    "latency_ms": (decide - capture) * 1000.0, "answer_ms": None, "fault": None,
@@ -297,7 +307,7 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
                 state.tasks.add(task)
                 task.add_done_callback(state.tasks.discard)
         if state.tasks:  # the last answers (each bounded by the request timeout)
-            await asyncio.wait(list(state.tasks), timeout=timeout_s + 1.0)
+            await asyncio.wait(list(state.tasks), timeout=(timeout_s + 1.0) * k)
     for rec in state.records:
         if rec["sent"] and not rec["on_time"]:
             rec["latency_ms"] = spec.deadline_s * 1000.0  # as the env: a late answer costs the whole deadline
@@ -475,11 +485,11 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
         u = urlparse(url)
         routes = [Route("edge", u.hostname, u.port, spec.remote_rtt_s[0]),
                   Route("cloud", u.hostname, u.port, spec.remote_rtt_s[-1])]
-        with PacerProcess(cfg.trace, cfg.start_s, routes) as pacer:
+        with PacerProcess(cfg.trace, cfg.start_s, routes, slowdown=cfg.slowdown) as pacer:
             edge = f"http://127.0.0.1:{pacer.ports['edge']}"
             cloud = f"http://127.0.0.1:{pacer.ports['cloud']}"
             live = asyncio.run(_run_live(ctl, episode, pacer, url, edge, cloud, spec.remote_rtt_s,
-                                         cfg.request_timeout_s, log))
+                                         cfg.request_timeout_s, log, cfg.slowdown))
     finally:
         if server is not None:
             server.stop()
@@ -489,7 +499,7 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     period_ms = 1000.0 / episode.fps
     dev = np.array([r["device_ms"] for r in records])
     report = {
-        "frames": len(records), "fps": episode.fps, "fps_achieved": live["fps_achieved"],
+        "frames": len(records), "fps": episode.fps, "fps_achieved": live["fps_achieved"], "slowdown": cfg.slowdown,
         "episode": episode.source, "trace": trace.name, "trace_file": str(cfg.trace), "start_s": cfg.start_s,
         "policy": cfg.policy, "policy_params": cfg.params, "bundle": str(cfg.bundle), "server": cfg.server or "started",
         "live": summary(records), "sim": summary(sim),
