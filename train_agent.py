@@ -520,7 +520,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     report = run_live(LiveConfig(
         bundle=args.bundle, trace=args.trace, out=args.out, scenes=args.scenes, videos=tuple(args.video or ()),
         start_s=args.start_s, seconds=args.seconds, server=args.server, policy=args.policy, params=params,
-        profile=args.profile, cache_dir=args.cache_dir, force=args.force, slowdown=args.slowdown))
+        profile=args.profile, cache_dir=args.cache_dir, force=args.force, slowdown=args.slowdown,
+        compute_scale=args.compute_scale, student_ms=args.student_ms))
     print((args.out / "live.md").read_text())
     return 0 if report["frames"] else 1
 
@@ -693,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slowdown", type=float, default=1.0, help="time dilation: camera, link and round trips run K "
                    "times slower than the wall clock and device and server times count 1/K, emulating a machine K "
                    "times faster (default 1: real time)")
+    p.add_argument("--compute-scale", type=float, default=1.0, help="a heuristic deployed and simulated with "
+                   "the server's and teacher's compute times x this (e.g. measured under load; default 1)")
+    p.add_argument("--student-ms", type=float, default=None, help="a heuristic deployed and simulated with this "
+                   "device time before a decision (e.g. the measured device loop; default: the bundle's)")
     p.add_argument("--force", action="store_true", help="replace a live run already in --out")
     p = sub.add_parser("traces", help="per-family statistics of the bandwidth traces")
     p.add_argument("--traces", type=_nonempty(), default=None,

@@ -59,6 +59,10 @@ class LiveConfig:
     request_timeout_s: float = 5.0  # in emulated seconds
     threads: int = 1
     slowdown: float = 1.0  # time dilation: the camera, link and round trips run K times slower than the wall clock
+    # a heuristic deployed (and simulated) with measured timing instead of the bundle's: server and teacher compute
+    # times x compute_scale, the device's time before a decision student_ms (None: the bundle's)
+    compute_scale: float = 1.0
+    student_ms: float | None = None
 
 
 # ---- inputs, checked before anything starts ---------------------------------------------------------------------
@@ -88,6 +92,13 @@ def check_inputs(cfg: LiveConfig):
         raise ValueError(f"--seconds {cfg.seconds}: expected a duration > 0")
     if not (math.isfinite(cfg.slowdown) and cfg.slowdown >= 1):
         raise ValueError(f"--slowdown {cfg.slowdown}: expected a number >= 1 (1: real time)")
+    if not (math.isfinite(cfg.compute_scale) and cfg.compute_scale > 0):
+        raise ValueError(f"--compute-scale {cfg.compute_scale}: expected a number > 0")
+    if cfg.student_ms is not None and not (math.isfinite(cfg.student_ms) and cfg.student_ms >= 0):
+        raise ValueError(f"--student-ms {cfg.student_ms}: expected a number >= 0")
+    if cfg.policy == "bundle" and (cfg.compute_scale != 1.0 or cfg.student_ms is not None):
+        raise ValueError("--compute-scale / --student-ms retime a heuristic; the bundle's policy.onnx was trained "
+                         "with the bundle's timing (export a run trained with that timing instead)")
     if cfg.policy not in POLICIES:
         raise ValueError(f"--policy {cfg.policy!r}: expected one of {', '.join(POLICIES)}")
     if cfg.server is not None and not cfg.server.startswith("http://"):
@@ -98,6 +109,20 @@ def check_inputs(cfg: LiveConfig):
     if len(traces) != 1:
         raise ValueError(f"--trace {cfg.trace}: expected one trace file, found {len(traces)} traces")
     return load_bundle(cfg.bundle), traces[0]
+
+
+def retimed(bundle, compute_scale: float, student_ms: float | None):
+    """The bundle with measured timing: every remote compute time x ``compute_scale``, the device's time before a
+    decision ``student_ms`` (the env models both: ``EnvConfig.compute_scale`` and ``student_ms``)."""
+    from dataclasses import replace
+
+    if compute_scale == 1.0 and student_ms is None:
+        return bundle
+    spec = replace(bundle.spec, remote_compute_s=tuple(c * compute_scale for c in bundle.spec.remote_compute_s))
+    device = dict(bundle.manifest["device"])
+    if student_ms is not None:
+        device["student_s"] = student_ms / 1000.0
+    return replace(bundle, spec=spec, manifest={**bundle.manifest, "device": device})
 
 
 def make_policy(name: str, params: dict[str, Any]):
@@ -435,7 +460,9 @@ def timeline(path: Path, report: dict[str, Any], trace, action_names: list[str])
     k = max(1, int(round(report["fps"])))
     for key, label in (("correct", "live"), ("sim_correct", "sim")):
         c = np.array([float(r[key]) for r in live])
-        ax[2].plot(t, np.convolve(c, np.ones(k) / k, mode="same"), label=label)
+        window = np.ones(k)
+        ax[2].plot(t, np.convolve(c, window, mode="same") / np.convolve(np.ones_like(c), window, mode="same"),
+                   label=label)  # a centred rolling mean (fewer frames at the ends, no zero padding)
     ax[2].set_ylabel(f"accuracy ({k} frames)")
     ax[2].legend(loc="lower right")
     ax[3].plot(t, [r["latency_ms"] for r in live], ".", label="live")
@@ -458,6 +485,7 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     from perception import DEFAULT_PROFILE, FrameProfile
 
     bundle, trace = check_inputs(cfg)
+    bundle = retimed(bundle, cfg.compute_scale, cfg.student_ms)
     policy_live = make_policy(cfg.policy, cfg.params)
     policy_sim = make_policy(cfg.policy, cfg.params)
     if cfg.videos:
@@ -501,7 +529,8 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     report = {
         "frames": len(records), "fps": episode.fps, "fps_achieved": live["fps_achieved"], "slowdown": cfg.slowdown,
         "episode": episode.source, "trace": trace.name, "trace_file": str(cfg.trace), "start_s": cfg.start_s,
-        "policy": cfg.policy, "policy_params": cfg.params, "bundle": str(cfg.bundle), "server": cfg.server or "started",
+        "policy": cfg.policy, "policy_params": cfg.params, "compute_scale": cfg.compute_scale,
+        "student_ms": float(bundle.manifest["device"]["student_s"]) * 1000.0, "bundle": str(cfg.bundle), "server": cfg.server or "started",
         "live": summary(records), "sim": summary(sim),
         "action_agreement": float(np.mean([r["action"] == s["action"] for r, s in zip(records, sim)])),
         "faults": live["faults"],
