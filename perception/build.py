@@ -88,6 +88,16 @@ class BuildConfig:
         d["scene"]["zoom_range"] = list(self.scene.zoom_range)
         return d
 
+    @classmethod
+    def from_json(cls, data: dict) -> BuildConfig:
+        """The config ``to_json`` wrote (a profile's ``meta["build"]``), e.g. to re-render a profile's scenes."""
+        d = dict(data)
+        scene = dict(d.pop("scene"))
+        scene["capture"] = tuple(scene["capture"])
+        scene["zoom_range"] = tuple(scene["zoom_range"])
+        d["server_resolutions"] = tuple(d["server_resolutions"])
+        return cls(**d, scene=SceneSpec(**scene))
+
 
 @dataclass(frozen=True)
 class SceneSource:

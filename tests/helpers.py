@@ -49,3 +49,25 @@ def constant_trace(mbps: float = 8.0, duration: float = 100.0, name: str = "flat
 def outage_trace() -> Trace:
     """8 Mbit/s (1 MB/s) for 1 s, an outage for 1 s, 8 Mbit/s for 1 s; period 3 s."""
     return Trace("outage", "hand", np.array([0.0, 1.0, 2.0]), np.array([8.0, 0.0, 8.0]), 3.0)
+
+
+def profile_scene_frames(profile: FrameProfile, scenes: list[int]) -> dict[int, list[np.ndarray]]:
+    """The RGB uint8 frames of the given scenes of a photo profile, re-rendered from ../shared's photos exactly as
+    its build rendered them (same photos, same seeds: ``perception.build.photo_scenes``); skips the test without
+    the photos."""
+    import pytest
+
+    from perception import load_labelled_images, shared_images_dir
+    from perception.build import BuildConfig, photo_scenes
+
+    images = shared_images_dir()
+    if images is None or not images.is_dir():
+        pytest.skip("../shared/datasets/imagenet-sample not present: the profile's scenes cannot be re-rendered")
+    cfg = BuildConfig.from_json(profile.meta["build"])
+    sources = photo_scenes(load_labelled_images(images), cfg)
+    out = {}
+    for s in scenes:
+        frames = [np.asarray(f) for f in sources[s].frames()]
+        assert len(frames) == int((profile.clip == s).sum()), f"scene {s} re-rendered to another length"
+        out[s] = frames
+    return out

@@ -134,12 +134,27 @@ def test_paired_episodes_pin_scene_pieces(trained) -> None:
         assert np.array_equal(frames[:, e], want)
 
 
-def test_device_runtime_imports_neither_torch_nor_gymnasium(trained) -> None:
+HEAVY = ("torch", "gymnasium", "stable_baselines3", "numba", "envs", "perception", "ray")
+
+
+def test_device_runtime_imports_neither_torch_nor_gymnasium(trained, device_run) -> None:
     _, path, *_ = trained
     code = ("import sys, numpy as np; from agents.deploy import OnnxPolicy; p = OnnxPolicy(sys.argv[1]); "
             "a = p.act(np.zeros((3, p.dim), np.float32)); "
-            "heavy = [m for m in ('torch', 'gymnasium', 'stable_baselines3', 'envs', 'perception') if m in sys.modules]; "
+            f"heavy = [m for m in {HEAVY} if m in sys.modules]; "
             "print(a.shape, heavy)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(3,) []"
+    # the device controller, from a bundle, with the bundle's policy and with each NumPy heuristic, on a frame
+    code = ("import sys, numpy as np; from agents.deploy import DeviceController; "
+            "from agents.policies import CacheNetPolicy, CBOCondPolicy, CBOPolicy; "
+            "frame = np.random.default_rng(0).integers(0, 256, (336, 448, 3), dtype=np.uint8); "
+            "pols = [None, CBOPolicy(np.full(4, 0.7), 0.78), CBOCondPolicy(), CacheNetPolicy()]; "
+            "acts = [DeviceController.from_bundle(sys.argv[1], policy=p).step(frame, 0.0).action for p in pols]; "
+            f"heavy = [m for m in {HEAVY} if m in sys.modules]; "
+            "print(len(acts), heavy)")
+    out = subprocess.run([sys.executable, "-c", code, str(device_run["bundle"])], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "4 []"

@@ -56,6 +56,17 @@ def test_rllib_smoke_one_iteration(tmp_path: Path) -> None:
     assert np.abs(onnx_policy.logits(obs) - policy.logits(obs)).max() < 1e-4
     assert np.array_equal(onnx_policy.act(obs), policy.act(obs))
     assert onnx_policy.metadata["algorithm"].startswith("RLlib")
+    # an RLlib run records what an SB3 run does (env config, observation spec) and deploys as a device bundle
+    from agents.deploy import DeviceController, write_bundle
+    from offload_common.files import read_json
+    from offload_common.observation import ObservationSpec
+
+    info = read_json(tmp_path / "train.json")
+    assert ObservationSpec.from_dict(info["observation_spec"]) == env.observation_spec
+    assert info["env_config"]["episode_frames"] == 50
+    ctl = DeviceController.from_bundle(write_bundle(tmp_path, tmp_path / "bundle", profile=DEFAULT_PROFILE))
+    d = ctl.step(np.zeros((336, 448, 3), np.uint8), 0.0)
+    assert d.action == int(onnx_policy.act(d.observation[None])[0])
 
 
 @pytest.mark.slow

@@ -54,7 +54,8 @@ class Perception:
     ``topk_prob`` [k] float32 and ``topk_class`` [k]: the student's calibrated top-k; ``embedding`` [D] float16 (as the
     profile stores it); ``dist`` [R + 2]: distilled P(right) of the student, each resolution, the teacher;
     ``jpegs``: the frame's JPEG for each remote action (R resolutions, then the full frame for the teacher);
-    ``seconds``: wall time of the student and of the features (top-k, embedding, head, JPEGs).
+    ``seconds``: wall time of the student (preprocessing and int8 network), of the features (top-k, embedding, head
+    and the JPEGs) and, of those, of the JPEGs alone.
     """
 
     topk_prob: NDArray[np.float32]
@@ -78,7 +79,8 @@ class Decision:
     ``reuse`` with a non-empty cache. For a sent remote action (``ticket`` is not None), ``jpeg`` holds the bytes to
     upload (at ``resolution`` px; None for the teacher's full frame); its answer supersedes ``answer`` if it arrives
     by ``deadline_s``. ``refused``: a remote action with a full send buffer, so nothing is sent. ``observation``
-    [D] is what the policy saw; ``seconds`` the wall time of each part (student, features, policy).
+    [D] is what the policy saw; ``seconds`` the wall time of each part: ``student``, ``features`` (top-k, embedding,
+    head, JPEGs, observation) and ``policy``.
     """
 
     action: int
@@ -243,10 +245,12 @@ class DeviceController:
         prob, cls = vision.calibrated_topk(logits, self.temperature, self.spec.top_k)
         emb = vision.embedding(features, a["embed_mean"], a["embed_components"])
         dist = vision.distilled(vision.distill_inputs(emb, prob), *(a[k] for k in vision.HEAD_KEYS))
+        t2 = time.perf_counter()
         jpegs = tuple(vision.jpeg_bytes(vision.resize_crop(img, r), self.jpeg_quality) for r in self.spec.resolutions)
         jpegs += (vision.jpeg_bytes(img, self.jpeg_quality),)  # the teacher gets the full frame
-        t2 = time.perf_counter()
-        return Perception(prob[0], cls[0], emb[0], dist[0], jpegs, {"student": t1 - t0, "features": t2 - t1})
+        t3 = time.perf_counter()
+        return Perception(prob[0], cls[0], emb[0], dist[0], jpegs, {"student": t1 - t0, "features": t3 - t1,
+                                                                    "jpeg": t3 - t2})
 
     def step(self, frame: NDArray[np.uint8], capture_s: float, decide_s: float | None = None) -> Decision:
         """Perceive and decide one frame captured at ``capture_s`` (``decide_s`` defaults to capture_s plus the
@@ -284,7 +288,8 @@ class DeviceController:
         self.prev_embedding = self._unit(p.embedding)
         return Decision(action, self.action_names[action], answer, ticket, jpeg, resolution, refused,
                         float(capture_s), decide_s, float(capture_s) + self.spec.deadline_s, obs,
-                        {**p.seconds, "features": p.seconds.get("features", 0.0) + t1 - t0, "policy": t2 - t1})
+                        {"student": p.seconds.get("student", 0.0), "features": p.seconds.get("features", 0.0) + t1 - t0,
+                         "policy": t2 - t1})
 
     def observe(self, p: Perception, decide_s: float) -> NDArray[np.float32]:
         """The observation [D] at ``decide_s`` (folds the answers arrived by then into the cache, as the env)."""
