@@ -80,7 +80,7 @@ def main() -> int:
              "", "| trace | live acc | sim acc | live MB/f | sim MB/f | live p50 ms | sim p50 ms | agreement | "
              "server ms p50 | device share | faults |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['family']}/{r['trace'][:40]} | {r['live_accuracy']:.3f} | {r['sim_accuracy']:.3f} | "
+        lines.append(f"| {r['family']}/{r['trace']} | {r['live_accuracy']:.3f} | {r['sim_accuracy']:.3f} | "
                      f"{r['live_mb_per_frame']:.4f} | {r['sim_mb_per_frame']:.4f} | {r['live_latency_p50']:.1f} | "
                      f"{r['sim_latency_p50']:.1f} | {r['action_agreement']:.3f} | {r['server_ms_p50']:.1f} | "
                      f"{r['device_share_p50']:.0%} | {r['faults'] or '-'} |")

@@ -297,31 +297,10 @@ ALWAYS_OFFLOAD = {"tau": -1.0, "margin": -100.0}  # cbo-cond sending every frame
 
 
 @pytest.fixture(scope="module")
-def bundle(request) -> Path:
-    """A device bundle of a tiny SB3 run on the committed profile, cached in pytest's cache folder (rebuilt when it
-    no longer loads: another bundle format, an altered file). Its policy.onnx is the bundle policy; the tests
-    below deploy heuristics through the same controller."""
-    from agents.deploy import BundleError, load_bundle
-
-    root = Path(request.config.cache.mkdir("live-bundle"))
-    try:
-        load_bundle(root / "bundle")
-        return root / "bundle"
-    except (BundleError, ValueError, FileNotFoundError):
-        pass
-    from agents.deploy import write_bundle
-    from agents.evaluation import Setup
-    from agents.training import TrainConfig, prepare_run_dir, train_sb3
-    from envs import EnvConfig, default_inputs
-
-    prof, traces = default_inputs()
-    setup = Setup.create(prof, traces[:40], EnvConfig(episode_frames=64))
-    run = root / "run"
-    prepare_run_dir(run, {"framework": "sb3", "profile": str(DEFAULT_PROFILE), "env_config": setup.config.to_dict()},
-                    resume=False, force=True, has_checkpoint=lambda _: False)
-    train_sb3(setup, run, TrainConfig(timesteps=256, n_envs=4, eval_freq=256, checkpoint_freq=256, net_arch=(16, 16),
-                                      threads=1), progress=False, log=lambda _: None)
-    return write_bundle(run, root / "bundle")
+def bundle(device_run) -> Path:
+    """The device bundle of conftest's tiny SB3 run (send buffer of 2 uploads); the tests below deploy heuristics
+    through the same controller (its policy.onnx is the 'bundle' policy)."""
+    return device_run["bundle"]
 
 
 def live(bundle: Path, shared_traces: Path, out: Path, **kw):
