@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # this checkout first
 from common import write_json  # noqa: E402
 
 
@@ -128,7 +128,6 @@ def device_loop(bundle: Path, frames: list[np.ndarray], fps: float) -> dict[str,
 
 def main() -> int:
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
     from agents.live.run import profile_episode
     from perception import DEFAULT_PROFILE, FrameProfile
 

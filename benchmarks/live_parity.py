@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # this checkout first
 from common import write_json  # noqa: E402
 
 
 def main() -> int:
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
     from agents.live import LiveConfig, ServerProcess, run_live
     from bandwidth_traces import load_traces, shared_traces_dir, split
 
