@@ -255,33 +255,33 @@ def test_paced_transfer_times_equal_the_envs_model(shared_traces, family, name, 
     link: the pacer schedules each exactly at the env's transfer time (``Trace.transfer_time`` on the FIFO link),
     and the bytes reach the receiving socket within 1% of it.
 
-    At the receiver a small upload also carries one socket hop and the OS's wake-up of two processes: 0.1-0.3 ms on
-    this 2-core machine at load ~10, i.e. 1-2% of a 2 kB upload on a 1 Mbit/s link (12-40 ms), and milliseconds
-    when a process is preempted. So a 2 kB upload's check at the receiver is on the best of eight, within 1% or
-    0.3 ms; the 200 kB one (2-4 s) is checked within 1% as is.
+    At the receiver a small upload also carries one socket hop and the OS's wake-up of two processes: 0.1-0.4 ms on
+    this 2-core machine at load ~10, i.e. 1-3% of a 2 kB upload on a 1 Mbit/s link (12-40 ms), and milliseconds
+    when a process is preempted. So a 2 kB upload's check at the receiver is on the best of twelve, within 1% or
+    0.5 ms; the 200 kB one (2-4 s) is checked within 1% as is.
     """
     path = shared_traces / family / name
     duration = load_traces(path)[0].duration_s
-    plan = [(0.0, 200_000), (0.05, 2_000)] + [(5.0 + 0.25 * k, 2_000) for k in range(7)]
+    plan = [(0.0, 200_000), (0.05, 2_000)] + [(5.0 + 0.25 * k, 2_000) for k in range(11)]
     real, want, scheduled, _ = paced_transfers(path, duration + start_s, plan)
     real, want, scheduled = np.array(real), np.array(want), np.array(scheduled)
     assert scheduled == pytest.approx(want, rel=1e-6, abs=1e-6)  # the pacer's schedule is the env's model
     err = (real - want) / want
     assert abs(err[0]) < 0.01, (real[0], want[0])
     small = np.abs(real[1:] - want[1:])
-    assert (small <= np.maximum(0.01 * want[1:], 0.0003)).any(), (real, want)
+    assert (small <= np.maximum(0.01 * want[1:], 0.0005)).any(), (real, want)
     assert (real > want * 0.999).all(), (real, want)  # nothing arrives before the trace delivered it
 
 
 def test_pacer_adds_the_routes_round_trip(shared_traces) -> None:
     path = shared_traces / "fcc" / "test_fcc_trace_14731_http---www.facebook.com_0_0"
-    plan = [(0.3 * k, 2_000) for k in range(6)]
+    plan = [(0.3 * k, 2_000) for k in range(8)]
     _, want, _, answers = paced_transfers(path, 20.0, plan, rtt_ms=60.0, echo=True)
     # the answer is back one round trip after the upload is through (half on the way up, half on the way down);
-    # beyond it, only the hops between three processes (~1 ms here, more when one is preempted)
+    # beyond it, only the hops between three processes (1-5 ms on this loaded machine, more when one is preempted)
     extra = np.array(answers) - np.array(want)
     assert (extra > 0.0595).all(), extra
-    assert extra.min() < 0.063, extra
+    assert extra.min() < 0.066, extra
 
 
 def test_route_flag_errors_name_the_form() -> None:
@@ -316,16 +316,17 @@ REPORT_FIELDS = {"frames", "fps", "fps_achieved", "live", "sim", "action_agreeme
 SUMMARY_FIELDS = {"accuracy", "mb_per_frame", "miss_rate", "latency_ms", "sent", "refused", "actions"}
 
 
-def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, onnx_cache, tmp_path) -> None:
-    """2.5 s of two scenes with cachenet, time-dilated 6x (this shared 2-core machine runs at load ~10-14: in real
-    time its device loop and server are 20-100x slower than the profile measured; see test_live_in_real_time)."""
+def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, server, tmp_path) -> None:
+    """2 s of two scenes with cachenet, time-dilated 5x (this shared 2-core machine runs at load ~10-14: in real
+    time its device loop and server are 20-100x slower than the profile measured; see test_live_in_real_time,
+    which also starts its own server)."""
     out = tmp_path / "live"
-    report = live(bundle, shared_traces, out, cache_dir=onnx_cache, slowdown=6.0)  # starts its own server, stops it
+    report = live(bundle, shared_traces, out, server=server.url, slowdown=5.0, seconds=2.0)
     assert REPORT_FIELDS <= set(report)
     assert SUMMARY_FIELDS <= set(report["live"]) and SUMMARY_FIELDS <= set(report["sim"])
     assert set(report["live"]["latency_ms"]) == {"p50", "p90", "p99"}
     n = report["frames"]
-    assert n == 38 and len(report["records"]) == n  # 2.5 s at 15 fps
+    assert n == 30 and len(report["records"]) == n  # 2 s at 15 fps
     assert sorted(p.name for p in out.iterdir()) == ["live.json", "live.md", "timeline.png"]
     assert json.loads((out / "live.json").read_text())["frames"] == n
     assert "| accuracy |" in (out / "live.md").read_text()
@@ -339,7 +340,7 @@ def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, onnx_c
     assert sum(r["sent"] for r in rec) == report["live"]["sent"] > 0
     assert any(r["answer_ms"] is not None for r in rec if r["sent"]), "no upload was answered"
     assert report["action_agreement"] == pytest.approx(np.mean([r["action"] == r["sim_action"] for r in rec]))
-    assert report["slowdown"] == 6.0 and report["fps_achieved"] == pytest.approx(15.0, rel=0.1)
+    assert report["slowdown"] == 5.0 and report["fps_achieved"] == pytest.approx(15.0, rel=0.1)
     # loose: answers still come back later than the sim's (HTTP, event loops, a loaded server)
     assert abs(report["live"]["accuracy"] - report["sim"]["accuracy"]) <= 0.1
     assert report["action_agreement"] >= 0.8
@@ -382,7 +383,7 @@ def free_port() -> int:
 
 def test_live_without_a_server_falls_back_and_reports(bundle, shared_traces, tmp_path) -> None:
     report = live(bundle, shared_traces, tmp_path / "live", server=f"http://127.0.0.1:{free_port()}",
-                  policy="cbo-cond", params=ALWAYS_OFFLOAD, force=True)
+                  policy="cbo-cond", params=ALWAYS_OFFLOAD, force=True, seconds=1.5)
     rec = report["records"]
     sent = [r for r in rec if r["sent"]]
     assert sent and report["faults"] == {"connection": len(sent)}
@@ -396,9 +397,9 @@ def test_live_with_a_broken_or_slow_server(bundle, shared_traces, onnx_cache, tm
     with ServerProcess(*hook, cache_dir=onnx_cache) as srv:
         srv.wait_ready()
         report = live(bundle, shared_traces, tmp_path / "live", server=srv.url, policy="cbo-cond",
-                      params=ALWAYS_OFFLOAD)
+                      params=ALWAYS_OFFLOAD, seconds=1.5)
     sent = [r for r in report["records"] if r["sent"]]
-    assert sent
+    assert sent and report["frames"] == 22  # round(1.5 s x 15 fps)
     assert not any(r["on_time"] for r in sent)  # garbage is no answer; a 400 ms delay misses the 200 ms deadline
     if fault:
         assert report["faults"] == {fault: len(sent)}
@@ -431,7 +432,7 @@ def test_live_survives_the_server_killed_mid_run(bundle, shared_traces, onnx_cac
 def test_live_in_real_time(bundle, shared_traces, onnx_cache, tmp_path) -> None:
     """The same run without time dilation: it completes with a full report whatever the machine's load (the gap
     to the sim is the machine's: on an idle machine agreement is high, on this loaded one it is not asserted)."""
-    report = live(bundle, shared_traces, tmp_path / "live", cache_dir=onnx_cache, seconds=10.0)
+    report = live(bundle, shared_traces, tmp_path / "live", cache_dir=onnx_cache, seconds=10.0)  # starts a server
     assert report["frames"] == 150 and set(report["faults"]) <= {"timeout"}
     assert 0.0 <= report["action_agreement"] <= 1.0
 
