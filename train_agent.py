@@ -107,6 +107,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The edge server (agents.live.server) until SIGTERM."""
+    from agents.live import ServerOptions, serve
+
+    return serve(ServerOptions(host=args.host, port=args.port, profile=args.profile, cache_dir=args.cache_dir,
+                               threads=args.threads, workers=args.workers, delay_ms=args.delay_ms, fault=args.fault))
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """A bundle's policy live (server, paced uplink, real time) beside the simulator on the same episode."""
+    import json
+
+    from agents.live import LiveConfig, run_live
+
+    params = json.loads(args.params) if args.params else {}
+    report = run_live(LiveConfig(
+        bundle=args.bundle, trace=args.trace, out=args.out, scenes=args.scenes, videos=tuple(args.video or ()),
+        start_s=args.start_s, seconds=args.seconds, server=args.server, policy=args.policy, params=params,
+        profile=args.profile, cache_dir=args.cache_dir, force=args.force, slowdown=args.slowdown,
+        compute_scale=args.compute_scale, student_ms=args.student_ms))
+    print((args.out / "live.md").read_text())
+    return 0 if report["frames"] else 1
+
+
 def cmd_traces(args: argparse.Namespace) -> int:
     """Per-family statistics of the traces the job would use."""
     from bandwidth_traces.__main__ import main as traces_main
@@ -270,6 +294,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_build_args(sub.add_parser("profile", help="build a frame profile by running the real models on photos"))
 
+    p = sub.add_parser("serve", help="the edge server: the profile's server model at each offload resolution and "
+                       "its teacher over HTTP (POST /infer?action=NAME with a JPEG; GET /health)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8700, help="port (0: any free port; default: %(default)s)")
+    p.add_argument("--profile", type=nonempty(Path), default=None, help="the frame profile whose models to serve "
+                   "(default: committed); its weights' SHA-256 must match the installed weights")
+    p.add_argument("--cache-dir", type=nonempty(Path), default=None, help="where the ONNX exports are cached "
+                   "(default: $OFFLOAD_GYM_CACHE, else ~/.cache/offload-gym/onnx)")
+    p.add_argument("--threads", type=int_at_least(1), default=2, help="ONNX Runtime threads per model (default: 2)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="requests computed at once (default: 1)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="test hook: delay every answer (a slow server)")
+    p.add_argument("--fault", choices=["none", "garbage"], default="none", help="test hook: 'garbage' answers "
+                   "200 with a body that is not an answer")
+    p = sub.add_parser("live", help="run a device bundle's policy live (edge server, trace-paced loopback uplink, "
+                       "real time) beside the simulator on the same episode: OUT/live.json, live.md, timeline.png")
+    p.add_argument("--bundle", type=nonempty(Path), required=True, help="device bundle folder (export --bundle)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scenes", type=int_at_least(1), help="stream the first N test-side profile scenes, "
+                     "re-rendered from their photos")
+    src.add_argument("--video", type=nonempty(Path), nargs="+", help="stream decoded video files")
+    p.add_argument("--trace", type=nonempty(Path), required=True, help="one trace file (cooked or Mahimahi)")
+    p.add_argument("--start-s", type=float, default=0.0, help="offset into the trace (s; default 0)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: all frames)")
+    p.add_argument("--server", default=None, help="URL of a running `serve` (default: start one on 127.0.0.1)")
+    p.add_argument("--policy", default="bundle", choices=["bundle", "cachenet", "cbo-cond", "local"],
+                   help="the bundle's policy.onnx (default) or a heuristic deployed through the same controller")
+    p.add_argument("--params", default=None, help="the heuristic's parameters as JSON, e.g. a run's tuned ones")
+    p.add_argument("--profile", type=nonempty(Path), default=None, help="the bundle's frame profile (default: "
+                   "committed)")
+    p.add_argument("--cache-dir", type=nonempty(Path), default=None, help="ONNX cache of the started server")
+    p.add_argument("--out", type=nonempty(Path), required=True, help="report folder")
+    p.add_argument("--slowdown", type=float, default=1.0, help="time dilation: camera, link and round trips run K "
+                   "times slower than the wall clock and device and server times count 1/K, emulating a machine K "
+                   "times faster (default 1: real time)")
+    p.add_argument("--compute-scale", type=float, default=1.0, help="a heuristic deployed and simulated with "
+                   "the server's and teacher's compute times x this (e.g. measured under load; default 1)")
+    p.add_argument("--student-ms", type=float, default=None, help="a heuristic deployed and simulated with this "
+                   "device time before a decision (e.g. the measured device loop; default: the bundle's)")
+    p.add_argument("--force", action="store_true", help="replace a live run already in --out")
+
     p = sub.add_parser("results", help="the README's numbers: record a job's output into results/, re-render "
                        "README.md's results blocks from results/ (--update) or check them (--check, the default)")
     p.add_argument("--record", nargs=2, metavar=("NAME", "OUTPUT"), default=None, help="copy a report folder, sweep "
@@ -288,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "export": cmd_export,
-            "profile": cmd_profile, "traces": cmd_traces, "results": cmd_results}
+            "profile": cmd_profile, "traces": cmd_traces, "results": cmd_results, "serve": cmd_serve, "live": cmd_live}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

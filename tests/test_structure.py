@@ -1,4 +1,4 @@
-"""The code's structure as the project states it: four rooms in agents/, one training config, one atomic write."""
+"""The code's structure as the project states it: the rooms in agents/, one training config, one atomic write."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from agents.training import TrainConfig
 from offload_common.files import atomic_folder, atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("policies", "evaluation", "training", "deploy", "workflow")
+ROOMS = ("policies", "evaluation", "training", "deploy", "live", "workflow")
 
 
 def _imports(path: Path) -> list[tuple[int, str, int]]:
