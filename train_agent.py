@@ -98,6 +98,10 @@ def _check_run_out(args: argparse.Namespace) -> Path:
     _train_config(args)  # settings that contradict each other fail here, before anything is loaded
     if not getattr(args, "tune", False):
         check_run_dir(out, args.resume, args.force)
+    else:
+        from agents.training import check_not_run_dir
+
+        check_not_run_dir(out, "--out", "a Tune sweep")
     return out
 
 
@@ -225,9 +229,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Tune CBO on the training split, evaluate the chosen policies on the held-out split, write the report."""
     from agents.evaluation import evaluate_on_test, named_policies
-    from offload_common.files import check_output_dir
+    from agents.training import check_not_run_dir
 
-    check_output_dir(args.out, "--out")
+    check_not_run_dir(args.out, "--out", "an evaluation report")
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     if not names and not args.runs:
         raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
@@ -262,9 +266,11 @@ def _seed_dirs(args: argparse.Namespace) -> tuple[Path, list[tuple[int, Path]]]:
     (``seed<N>``), checked before anything is loaded. With ``--resume`` a seed whose folder holds a run continues
     it and a seed without one starts (so a multi-seed job cut short resumes where it stopped); ``--force`` starts
     every seed again."""
+    from agents.evaluation import check_seed_count
     from agents.training import RunFolderError, holds_run
     from offload_common.files import check_output_dir
 
+    check_seed_count(args.seeds, args.max_seeds)
     if args.resume and args.force:
         raise RunFolderError("--resume and --force contradict each other: --resume continues the seeds' runs in "
                              "--out, --force deletes them")
@@ -437,11 +443,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     heuristics re-tuned per point on training traces, learned runs as trained)."""
     import time
 
-    from agents.evaluation import run_sweep, write_sweep
-    from offload_common.files import check_output_dir
+    from agents.evaluation import SWEEP_PARTIAL, run_sweep, write_sweep
+    from agents.training import check_not_run_dir
 
     t0 = time.time()
-    check_output_dir(args.out, "--out")
+    check_not_run_dir(args.out, "--out", "a sweep")
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     if not names and not args.runs:
         raise ValueError(f"--policies {args.policies!r}: no policy names; expected 'all' or a comma-separated list "
@@ -453,7 +459,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{', '.join(f'{v:g}' for v in args.bandwidth_scales)}; deadline "
           f"{', '.join(f'{v:g}' for v in args.deadlines_ms)} ms; heuristics re-tuned at every point")
     payload = run_sweep(setup.profile, setup.train_traces, setup.test_traces, setup.config, names, learned, groups,
-                        args.bandwidth_scales, args.deadlines_ms, args.episodes, args.seed)
+                        args.bandwidth_scales, args.deadlines_ms, args.episodes, args.seed,
+                        max_evaluations=args.max_evaluations, partial=args.out / SWEEP_PARTIAL)
     extra = {"traces": origin, "test_traces": len(setup.test_traces), "train_traces": len(setup.train_traces),
              "episodes_per_trace": args.episodes, "seed": args.seed, "profile": str(args.profile),
              "runs": [str(r) for r in args.runs], "total_seconds": round(time.time() - t0, 1)}
@@ -531,7 +538,7 @@ def _address(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agents.evaluation import parse_positive_list, parse_seeds
+    from agents.evaluation import MAX_EVALUATIONS, MAX_SEEDS, parse_positive_list, parse_seeds
     from agents.training import ALGOS, FRAMEWORKS, TrainConfig
     from perception import DEFAULT_PROFILE
     from perception.__main__ import add_build_args
@@ -576,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "mean, min/max and 95%% Student-t interval, every seed evaluated on the heuristics' episodes. "
                        "--seed still sets the traces (embedded generator), tuning and evaluation episodes; "
                        "--resume continues the seeds that have a run and starts the others")
+        p.add_argument("--max-seeds", type=_int_at_least(1), default=MAX_SEEDS,
+                       help="refuse more --seeds than this (default: %(default)s)")
         return p
 
     p = training(common(sub.add_parser("run", help="the whole main job on the embedded defaults (the default command)")))
@@ -621,7 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_int_at_least(1), default=2,
                    help="episodes per held-out trace at every point (default: %(default)s)")
     p.add_argument("--out", type=_nonempty(Path), default=Path("runs/sweep"),
-                   help="output folder (default: %(default)s)")
+                   help="output folder (default: %(default)s); a killed sweep run again with the same --out and "
+                   "settings reuses its finished points")
+    p.add_argument("--max-evaluations", type=_int_at_least(1), default=MAX_EVALUATIONS,
+                   help="refuse a sweep of more points x policies than this (default: %(default)s)")
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
     p.add_argument("run_dir", type=_nonempty(Path), help="training run folder (holds train.json and best_model.zip)")
     p.add_argument("-o", "--output", type=_nonempty(Path), default=None,

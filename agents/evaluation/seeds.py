@@ -75,6 +75,17 @@ def parse_seeds(text: str) -> list[int]:
                             lambda seed: "a seed is negative" if seed < 0 else None)
 
 
+MAX_SEEDS = 64  # more training runs than this from one command is almost surely a typo (0,...,999); --max-seeds
+
+
+def check_seed_count(seeds: Sequence[int], limit: int = MAX_SEEDS, flag: str = "--seeds",
+                     override: str = "--max-seeds") -> None:
+    """Refuse more than ``limit`` seeds (each trains a whole run) before anything starts, naming the override."""
+    if len(seeds) > limit:
+        raise ValueError(f"{flag}: {len(seeds)} seeds would train {len(seeds)} runs, one after another; the limit is "
+                         f"{limit}. Pass {override} {len(seeds)} if you mean it, or give fewer seeds")
+
+
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:
     """Mean, sample standard deviation, min, max and the 95% Student-t interval of the mean of per-seed values."""
     v = np.asarray(values, np.float64)
