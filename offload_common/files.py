@@ -1,12 +1,24 @@
-"""Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps.
+"""Files the project writes and reads back: atomic writes, strict JSON, output-path checks, folder swaps, and the
+record of what the project wrote.
 
 The one place where the project writes files safely; every package writes through it. Every result file is written
 to a temporary name beside it and moved into place with ``os.replace`` (``atomic_path``), so a crash never leaves a
 half-written file; a set of files (a report, a checkpoint folder) is built in a temporary folder and swapped in
-whole (``atomic_folder``). JSON is written
+whole (``atomic_folder``, ``staged_files``). JSON is written
 strictly (``NaN`` and infinities become ``null``), because strict readers (browsers, ``jq``, most other languages)
 reject the bare ``NaN`` that Python's ``json`` module writes by default. Output paths are checked before any long
 work starts, naming the flag, so a bad ``--out`` fails in a second rather than after an hour of training.
+
+Outputs never destroy what they do not own:
+
+* a result replaces only a regular file or a missing path: a device (``/dev/null``), a FIFO, a socket or a folder
+  is refused, naming it (``check_output_file``, and again right before every ``os.replace``);
+* a folder's ``MANIFEST`` (``.offload-gym-files.json``) records what the project wrote there; only those names are
+  ever deleted or swapped away (``delete_recorded``, ``staged_files``), never anything found by a glob;
+* results get the modes an ordinary ``open`` / ``mkdir`` gives (0644 / 0755 under umask 022), not ``mkstemp``'s
+  0600 / 0700;
+* temporaries carry their writer's PID (``.NAME.<pid>-XXXX.tmpSUFFIX``, ``.NAME.build-<pid>-XXXX``): the next write
+  of the same target removes those of a writer that is gone (killed), and keeps a live one's.
 """
 
 from __future__ import annotations
@@ -61,6 +73,14 @@ def check_replaceable(path: str | os.PathLike, flag: str | None = None) -> None:
         name = f"{flag} {path}" if flag else str(path)
         raise ValueError(f"{name}: is {kind}; results are only written to a regular file or a new path, so it is "
                          "left alone: choose another path")
+
+
+def _check_folder_target(path: Path) -> None:
+    """A folder result may replace only a folder or a missing path (never a file, FIFO or device)."""
+    kind = path_kind(path)
+    if kind is not None and kind != "a folder":
+        raise ValueError(f"{path}: is {kind}; a folder of results is only written to a folder or a new path, so it "
+                         "is left alone: choose another path")
 
 
 _UMASK_LOCK = threading.Lock()
@@ -165,6 +185,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """A new temporary folder beside ``path`` to build a set of files in; when the block ends without an error it
     is swapped in as ``path`` whole (``swap_in_folder``), otherwise it is deleted."""
     path = Path(path)
+    _check_folder_target(path)
     remove_stale_temporaries(path, ("tmp-",))
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path.name, "tmp-")))
     try:
@@ -187,6 +208,7 @@ def staged_files(out_dir: str | os.PathLike, owns: Callable[[Path], bool]) -> It
     killed earlier writer of ``out_dir`` left are removed first.
     """
     out_dir = Path(out_dir)
+    _check_folder_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir, ("build-",))
     build = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=_temp_prefix(out_dir.name, "build-")))
