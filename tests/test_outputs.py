@@ -183,13 +183,13 @@ def test_rewriting_a_report_keeps_a_users_own_png(tmp_path: Path) -> None:
     write_report(res, out, means, actions)
     assert (out / "my_figure.png").read_bytes() == b"\x89PNG mine"
     assert (out / "latency_cdf.png").read_bytes()[:4] == b"\x89PNG"
-    # a plot the project recorded but the new report no longer draws is deleted (by the record, not by glob)
+    # a PNG the project recorded for something else (a run's learning curve) is not the report's either
     manifest = json.loads((out / ".offload-gym-files.json").read_text())
-    (out / "old_plot.png").write_bytes(b"\x89PNG old")
-    manifest["files"].append("old_plot.png")
+    (out / "learning_curve.png").write_bytes(b"\x89PNG curve")
+    manifest["files"].append("learning_curve.png")
     (out / ".offload-gym-files.json").write_text(json.dumps(manifest))
     write_report(res, out, means, actions)
-    assert not (out / "old_plot.png").exists() and (out / "my_figure.png").exists()
+    assert (out / "learning_curve.png").read_bytes() == b"\x89PNG curve" and (out / "my_figure.png").exists()
 
 
 def test_force_deletes_only_what_the_run_recorded(run_copy: Path) -> None:
