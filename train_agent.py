@@ -40,7 +40,7 @@ def _experiment(args: argparse.Namespace):
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
                       progress=not args.no_progress, address=args.address,
-                      tune=getattr(args, "tune", False), command=tuple(args.command))
+                      tune=getattr(args, "tune", False), max_seeds=args.max_seeds, command=tuple(args.command))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,7 +85,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from agents.workflow import Sweep, run_sweep_job
 
     sw = Sweep(_inputs(args), args.out, tuple(args.bandwidth_scales), tuple(args.deadlines_ms),
-               tuple(parse_names(args.policies)), tuple(args.runs), args.episodes, tuple(args.command))
+               tuple(parse_names(args.policies)), tuple(args.runs), args.episodes, args.max_evaluations,
+               tuple(args.command))
     payload = run_sweep_job(sw)
     print((args.out / "sweep.md").read_text())
     print(f"wrote {args.out}/sweep.json, sweep.md and sweep_*.png in {payload['run']['total_seconds']:.0f} s")
@@ -193,6 +194,7 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from agents.evaluation import MAX_SEEDS
     from agents.training import ALGOS, TrainConfig
 
     defaults = TrainConfig()
@@ -215,6 +217,8 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "(token authentication is handled), or 'local' for a local Ray on loopback: SB3 trains one Ray "
                    "task per seed there (run folders must be on storage every node sees), RLlib trains there "
                    "(default: SB3 trains here, one seed after another; RLlib on a local Ray)")
+    p.add_argument("--max-seeds", type=int_at_least(1), default=MAX_SEEDS,
+                   help="refuse more --seeds than this (default: %(default)s)")
     p.add_argument("--seeds", type=argtype(parse_seeds), default=None, metavar="S1,S2,...",
                    help="train one run per training seed (comma-separated, distinct, >= 0) into --out/seed<N> "
                    "(default --out: runs/<algo>-seeds<S1>-<S2>...). train: the runs only. run: also tunes the "
@@ -237,6 +241,7 @@ def _compared(p: argparse.ArgumentParser, policies: str, policies_help: str, run
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.evaluation import MAX_EVALUATIONS
     from agents.training import FRAMEWORKS, TrainConfig
     from agents.workflow import SWEEP_POLICIES
     from perception.__main__ import add_build_args
@@ -285,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 0.25,0.5,1,2,4)")
     p.add_argument("--deadlines-ms", type=argtype(parse_positive_list), default=[100.0, 150.0, 200.0, 300.0, 400.0],
                    metavar="D1,D2,...", help="deadlines in ms, traces as recorded (default: 100,150,200,300,400)")
+    p.add_argument("--max-evaluations", type=int_at_least(1), default=MAX_EVALUATIONS,
+                   help="refuse a sweep of more points x policies than this (default: %(default)s); a killed sweep "
+                   "run again with the same --out and settings reuses its finished points")
 
     p = sub.add_parser("export", help="export a trained policy to ONNX for devices")
     p.add_argument("run_dir", type=nonempty(Path), help="training run folder (holds train.json and best_model.zip)")

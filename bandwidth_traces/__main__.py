@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from offload_common.files import atomic_path, check_output_dir, check_output_file
+
 from .formats import DEFAULT_MAHIMAHI_WINDOW_MS, TraceFormatError, write_cooked
 from .generator import MarkovTraceModel, embedded_models
 from .load import families, load_traces
@@ -37,10 +39,9 @@ def plot_traces(traces: Sequence, out: Path, per_family: int = 3) -> None:
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    tmp.replace(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "stats":
             print(format_table(family_table(_load(args.path, args.window_ms))), end="")
         elif args.cmd == "plot":
+            check_output_file(args.out, "-o/--out")
             plot_traces(_load(args.path, args.window_ms), args.out, args.per_family)
             print(f"wrote {args.out}")
         elif args.cmd == "fit":
+            check_output_file(args.out, "-o/--out")
             traces = load_traces(args.path, window_ms=args.window_ms)
             model = MarkovTraceModel.fit(traces, n_bands=args.bands, source=f"fit to {len(traces)} files")
             model.save(args.out)
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.out}: {len(model.band_quantiles)} bands, {regimes} regime{'s' * (regimes != 1)}, "
                   f"target {model.target}")
         elif args.cmd == "generate":
+            check_output_dir(args.out, "-o/--out")
             model = MarkovTraceModel.load(args.params)
             args.out.mkdir(parents=True, exist_ok=True)
             traces = model.generate(n=args.n, seed=args.seed)

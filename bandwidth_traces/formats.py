@@ -34,6 +34,7 @@ class TraceFormatError(ValueError):
 
 
 MAX_MBPS = 10_000.0  # 10 Gbit/s: above any cellular or WiFi uplink; larger values are unit mistakes or corruption
+MAX_TIME_S = 1e7  # ~116 days: a trace timestamp beyond this (either sign) is corrupt, not a measurement
 MAX_WINDOWS = 50_000_000  # Mahimahi windows per trace (~58 days at 100 ms): beyond that a timestamp is corrupt
 # what the first bytes of a file that is not a plain-text trace say about it
 _MAGIC = ((b"\x1f\x8b", "a gzip-compressed file (starts with bytes 1f 8b): decompress it first (gunzip -k FILE)"),
@@ -111,6 +112,9 @@ def _cooked(path: Path, rows: list[tuple[int, list[str]]], family: str | None) -
             raise TraceFormatError(path, lineno, f"non-numeric field in {' '.join(fields)!r}: expected two numbers") from None
         if not math.isfinite(t):
             raise TraceFormatError(path, lineno, f"time {fields[0]!r} is not a finite number of seconds")
+        if abs(t) > MAX_TIME_S:
+            raise TraceFormatError(path, lineno, f"time {fields[0]} s is beyond +-{MAX_TIME_S:g} s (~116 days), "
+                                                 "longer than any recorded trace: a wrong unit or a corrupt file")
         if math.isnan(v) or v < 0 or math.isinf(v):
             raise TraceFormatError(path, lineno, f"throughput {fields[1]!r} must be a finite number >= 0 Mbit/s")
         if v > MAX_MBPS:

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from offload_common.files import shared_data_dir
+from offload_common.files import check_input_path, shared_data_dir
 
 from .formats import DEFAULT_MAHIMAHI_WINDOW_MS, TraceFormatError, parse_trace
 from .trace import Trace
@@ -36,6 +36,7 @@ def load_traces(path: str | os.PathLike, window_ms: float = DEFAULT_MAHIMAHI_WIN
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"trace path {path} does not exist (expected a trace file or a folder of them)")
+    check_input_path(path, "trace path", "either", "a trace file or a folder of them")
     files = [path] if path.is_file() else _trace_files(path)
     if not files:
         raise TraceFormatError(path, None, "folder holds no trace files")

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import rate, write_json  # noqa: E402
 
+from offload_common.files import check_output_file  # noqa: E402
+
 
 def single_env_rate(env: gym.Env, n_actions: int, seconds: float) -> float:
     actions = np.random.default_rng(0).integers(0, n_actions, 4096).tolist()
@@ -165,6 +167,10 @@ def main() -> None:
     parser.add_argument("--rllib-only", action="store_true", help="only the RLlib part")
     parser.add_argument("--rllib-iterations", type=int, default=3)
     args = parser.parse_args()
+    try:  # before any timing: a bad --out fails at once
+        check_output_file(args.out, "--out")
+    except ValueError as exc:
+        parser.error(str(exc))
     payload: dict[str, Any] = {"benchmark": "env_throughput", "seconds_per_case": args.seconds}
     if not args.rllib_only:
         from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv

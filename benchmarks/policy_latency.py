@@ -22,6 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
+from offload_common.files import check_output_file  # noqa: E402
+
 
 def _model_and_onnx(run: Path | None, tmp: Path):
     from agents.deploy import export_model, export_run
@@ -48,6 +50,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/policy_latency.json"))
     parser.add_argument("--n", type=int, default=20_000, help="decisions timed per runtime")
     args = parser.parse_args()
+    try:  # before any timing: a bad --out fails at once
+        check_output_file(args.out, "--out")
+    except ValueError as exc:
+        parser.error(str(exc))
 
     import torch
 

@@ -184,7 +184,7 @@ class OffloadEnv(gym.Env):
             unknown = set(options) - set(_RESET_OPTIONS)
             if unknown:
                 raise ValueError(f"unknown reset options {sorted(unknown)}; expected {', '.join(_RESET_OPTIONS)}")
-            self.core.pin_episode(0, **options)
+            self.core.pin_episode(0, **_checked_options(options))
         episode = self.core.state.device[0]
         obs = self.core.observe()[0].copy()
         if self._drawing is not None:
@@ -227,6 +227,47 @@ class OffloadEnv(gym.Env):
                             f'render_mode at initialization, e.g. gym.make("{env_id}", render_mode="rgb_array")')
             return None
         return self._drawing.image()
+
+
+def _whole(name: str, value: Any, what: str) -> NDArray[np.int64]:
+    """``value`` as int64 if it holds whole numbers only (never truncated: 1.5 is an error, not 1)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise ValueError(f"reset option {name!r} must be {what}, got {value!r} ({type(value).__name__})")
+    if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+        raise ValueError(f"reset option {name!r} must be {what}, got {value!r}: not a whole number (it would be "
+                         "truncated)")
+    return arr.astype(np.int64)
+
+
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``reset`` options with their types checked: ``trace`` an integer, ``start_s`` a finite number >= 0,
+    ``pieces`` (scene, first frame, length) integer triples, ``scenes`` integers; anything else is a ValueError
+    naming the option (never silently truncated or reinterpreted)."""
+    out: dict[str, Any] = {}
+    if options.get("trace") is not None:
+        trace = _whole("trace", options["trace"], "an integer index into env.traces")
+        if trace.ndim != 0:
+            raise ValueError(f"reset option 'trace' must be one integer index into env.traces, got {options['trace']!r}")
+        out["trace"] = int(trace)
+    if options.get("start_s") is not None:
+        start = options["start_s"]
+        if isinstance(start, (bool, np.bool_)) or not isinstance(start, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(start) or start < 0:
+            raise ValueError(f"reset option 'start_s' must be a finite number of seconds >= 0, got {start!r}")
+        out["start_s"] = float(start)
+    if options.get("pieces") is not None:
+        pieces = _whole("pieces", options["pieces"], "(scene, first frame, length) integer triples, e.g. [[0, 0, 8]]")
+        if pieces.ndim != 2 or pieces.shape[1] != 3 or len(pieces) == 0:
+            raise ValueError(f"reset option 'pieces' must be (scene, first frame, length) integer triples, e.g. "
+                             f"[[0, 0, 8]], got shape {pieces.shape}")
+        out["pieces"] = pieces
+    if options.get("scenes") is not None:
+        scenes = _whole("scenes", options["scenes"], "scene indices (integers), e.g. [0, 3]")
+        if scenes.ndim > 1:
+            raise ValueError(f"reset option 'scenes' must be a list of scene indices, got shape {scenes.shape}")
+        out["scenes"] = scenes.reshape(-1)
+    return out
 
 
 class OffloadVectorEnv(VectorEnv):

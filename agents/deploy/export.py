@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agents.policies import greedy_module
-from offload_common.files import atomic_path, check_output_file
+from offload_common.files import atomic_path, check_output_file, record_files
 
 OPSET = 17
 
@@ -97,7 +97,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             raise ValueError(f"{run / 'train.json'} lacks {key!r} (written by older code): retrain or re-export "
                              "from a new run")
     extra = {"observation_spec": info["observation_spec"]} if "observation_spec" in info else {}
-    return export_model(model, out, info["observation_fields"], info["action_names"],
+    path = export_model(model, out, info["observation_fields"], info["action_names"],
                         {**extra, "profile_models": info.get("profile_models", {}),
                          "profile_weights_sha256": info.get("profile_weights_sha256", {}),
                          "env_config": info.get("env_config", {}), "source_model": model_path.name})
+    if path.absolute().parent == run.absolute():  # written into the run folder: part of the run (--force deletes it)
+        record_files(run, [path.name])
+    return path

@@ -32,14 +32,53 @@ class OnnxPolicy(Policy):
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.observation_fields: list[str] = json.loads(meta["observation_fields"])
-            self.action_names: list[str] = json.loads(meta["action_names"])
-        except KeyError as exc:
-            raise ValueError(f"{self.path}: not an offload-gym policy (metadata {exc.args[0]!r} missing)") from None
+        self.observation_fields: list[str] = self._names(meta, "observation_fields")
+        self.action_names: list[str] = self._names(meta, "action_names")
         self.metadata = dict(meta)
         self.dim = len(self.observation_fields)
         self.name = name
+        self._check_graph()
+
+    def _names(self, meta: dict[str, str], key: str) -> list[str]:
+        """A metadata entry that must be a JSON list of distinct strings."""
+        if key not in meta:
+            raise ValueError(f"{self.path}: not an offload-gym policy (metadata {key!r} missing)")
+        try:
+            value = json.loads(meta[key])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.path}: metadata {key!r} is not valid JSON ({exc.msg} at character {exc.pos}: "
+                             f"{meta[key][:60]!r}); expected a JSON list of names: re-export the policy") from None
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{self.path}: metadata {key!r} is {meta[key][:60]!r}, expected a non-empty JSON list of "
+                             "names: re-export the policy")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{self.path}: metadata {key!r} repeats a name ({meta[key][:60]!r}): re-export the policy")
+        return value
+
+    def _check_graph(self) -> None:
+        """The graph's input and outputs must be the ones the metadata describes: obs [batch, len(observation_fields)]
+        -> logits [batch, len(action_names)] and action [batch]."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if "obs" not in inputs or not {"logits", "action"} <= set(outputs):
+            raise ValueError(f"{self.path}: graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
+                             "input 'obs' and outputs 'logits', 'action' (an offload-gym export)")
+
+        def width(shape: list[Any]) -> int | None:
+            return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+
+        dim, n_actions = width(inputs["obs"]), width(outputs["logits"])
+        if dim is not None and dim != self.dim:
+            raise ValueError(f"{self.path}: metadata 'observation_fields' lists {self.dim} fields, but the graph's "
+                             f"input 'obs' has {dim} columns: the metadata does not describe this network")
+        declared = self.metadata.get("observation_dim")
+        if declared is not None and declared != str(self.dim):
+            raise ValueError(f"{self.path}: metadata 'observation_dim' is {declared!r}, but 'observation_fields' lists "
+                             f"{self.dim} fields")
+        if n_actions is not None and n_actions != len(self.action_names):
+            raise ValueError(f"{self.path}: metadata 'action_names' lists {len(self.action_names)} actions "
+                             f"({self.action_names}), but the graph's output 'logits' has {n_actions}: actions "
+                             "outside the names would be returned; the metadata does not describe this network")
 
     def _check(self, obs: Any) -> NDArray[np.float32]:
         layout = f"float32 [batch, {self.dim}] with fields {self.observation_fields}"

@@ -29,18 +29,30 @@ from .rollout import (
                       rollout,
 )
 from .seeds import (
+                      MAX_SEEDS,
                       SEED_INTERVAL_NOTE,
                       SeedGroup,
                       across_seeds,
+                      check_seed_count,
                       seed_stats,
                       seeds_markdown,
                       t_quantile_975,
 )
 from .suite import Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer, tuned_heuristics
-from .sweep import SWEEP_FILES, run_sweep, sweep_points, write_sweep
+from .sweep import (
+                      MAX_EVALUATIONS,
+                      SWEEP_FILES,
+                      SWEEP_PARTIAL,
+                      check_sweep_size,
+                      run_sweep,
+                      sweep_points,
+                      write_sweep,
+)
 
-__all__ = ["SEED_INTERVAL_NOTE", "SWEEP_FILES", "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup",
-           "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "cross_setup", "describe_test_side",
+__all__ = ["MAX_EVALUATIONS", "MAX_SEEDS", "SEED_INTERVAL_NOTE", "SWEEP_FILES", "SWEEP_PARTIAL",
+           "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup",
+           "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "check_seed_count",
+           "check_sweep_size", "cross_setup", "describe_test_side",
            "evaluate", "evaluate_many", "evaluate_on_test", "is_report_file", "load_test_traces",
            "make_episodes", "mark_family_warnings", "named_policies", "paired_versus",
            "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",

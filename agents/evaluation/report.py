@@ -248,12 +248,16 @@ def plot_report(results: dict[str, EvalResult], trace_mean_mbps: np.ndarray, act
     return paths
 
 
-REPORT_FILES = ("report.json", "report_meta.json", "report.md")
+REPORT_PLOTS = ("accuracy_per_family.png", "accuracy_vs_throughput.png", "action_mix_vs_throughput.png",
+                "latency_cdf.png")
+REPORT_FILES = ("report.json", "report_meta.json", "report.md", *REPORT_PLOTS)
 
 
 def is_report_file(path: Path) -> bool:
-    """Whether ``path`` is one of the files a report writes (a folder holding only these can be swapped whole)."""
-    return path.name in REPORT_FILES or path.suffix == ".png"
+    """Whether ``path`` is one of the files a report writes, by exact name (never every PNG: a run's learning
+    curve or a user's own figure is not the report's). Only those also recorded in the folder's manifest are ever
+    replaced or deleted."""
+    return path.name in REPORT_FILES
 
 
 def warnings_markdown(warnings: Sequence[str]) -> str:

@@ -40,6 +40,17 @@ def t_quantile_975(df: int) -> float:
         + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3)
 
 
+MAX_SEEDS = 64  # more training runs than this from one command is almost surely a typo (0,...,999); --max-seeds
+
+
+def check_seed_count(seeds: Sequence[int], limit: int = MAX_SEEDS, flag: str = "--seeds",
+                     override: str = "--max-seeds") -> None:
+    """Refuse more than ``limit`` seeds (each trains a whole run) before anything starts, naming the override."""
+    if len(seeds) > limit:
+        raise ValueError(f"{flag}: {len(seeds)} seeds would train {len(seeds)} runs, one after another; the limit is "
+                         f"{limit}. Pass {override} {len(seeds)} if you mean it, or give fewer seeds")
+
+
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:
     """Mean, sample standard deviation, min, max and the 95% Student-t interval of the mean of per-seed values."""
     v = np.asarray(values, np.float64)

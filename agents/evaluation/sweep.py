@@ -32,11 +32,23 @@ if TYPE_CHECKING:  # the env stack loads on use
 
 AXES = ("bandwidth_scale", "deadline_ms")
 AXIS_LABELS = {"bandwidth_scale": "bandwidth scale (x the traces' throughput)", "deadline_ms": "deadline (ms)"}
-SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_deadline_ms.png")
+SWEEP_PARTIAL = "sweep-partial.json"  # finished points of a sweep in progress (a killed sweep resumes from them)
+SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_deadline_ms.png", SWEEP_PARTIAL)
+# points x policies above which a sweep is refused unless --max-evaluations allows it (each point re-tunes)
+MAX_EVALUATIONS = 400
 RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned, and learned-greedy refitted and "
                "re-tuned, at every point by grid search on "
                "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
                "policies are used as trained (at scale 1 and the deadline of their training)")
+
+
+def check_sweep_size(points: int, policies: int, limit: int = MAX_EVALUATIONS,
+                     override: str = "--max-evaluations") -> None:
+    """Refuse a sweep of more than ``limit`` (point, policy) evaluations before any work, naming the override."""
+    if points * policies > limit:
+        raise ValueError(f"--bandwidth-scales / --deadlines-ms / --policies: {points} sweep points x {policies} "
+                         f"policies = {points * policies} evaluations (heuristics re-tuned at every point); the limit "
+                         f"is {limit}. Pass {override} {points * policies} if you mean it, or sweep fewer values")
 
 
 @dataclass(frozen=True)
@@ -78,18 +90,42 @@ def _kind(name: str, learned: dict[str, Policy]) -> str:
 def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces: Sequence[Trace],
               base_config: EnvConfig, names: Sequence[str], learned: dict[str, Policy], groups: Sequence[SeedGroup],
               scales: Sequence[float], deadlines_ms: Sequence[float], episodes: int, seed: int,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, *, max_evaluations: int | None = None,
+              partial: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate ``names`` (re-tuned per point) and the ``learned`` policies at every sweep point.
 
     Returns the sweep.json payload: one entry per (axis, value, policy) with accuracy, its bootstrap interval over
     episodes, MB/frame, miss rate and action mix; per seed group one across-seed entry (mean and Student-t
     interval over seeds); per point the heuristics' tuned parameters and the time it took.
+
+    ``max_evaluations`` refuses a larger sweep (points x policies) before any work. With ``partial`` (a JSON file)
+    every finished point is saved there, and points already saved by an earlier run of the same sweep (same
+    policies, episodes, seed, env config, traces and profile) are reused instead of recomputed, so a killed sweep
+    resumes where it stopped with the results an uninterrupted one gives.
     """
     from .suite import Setup, evaluate_on_test, named_policies
 
+    points = sweep_points(scales, deadlines_ms, base_config.deadline_ms)
+    if max_evaluations is not None:
+        check_sweep_size(len(points), len(names) + len(learned), max_evaluations)
+    key = {"names": list(names), "learned": sorted(learned), "groups": [g.name for g in groups],
+           "episodes": episodes, "seed": seed, "env_config": base_config.to_dict(),
+           "train": [f"{t.family}/{t.name}" for t in train_traces], "test": [f"{t.family}/{t.name}" for t in test_traces],
+           "profile_frames": int(profile.n_frames)}
+    done = _load_partial(partial, key, log)
     entries: list[dict[str, Any]] = []
     points_out: list[dict[str, Any]] = []
-    for k, point in enumerate(sweep_points(scales, deadlines_ms, base_config.deadline_ms)):
+    for k, point in enumerate(points):
+        saved = done.get(_point_id(point))
+        if saved is not None:
+            point_entries, row = saved["entries"], {**saved["point"], "axes": list(point.axes)}
+            for axis in point.axes:
+                value = point.bandwidth_scale if axis == "bandwidth_scale" else point.deadline_ms
+                entries += [{"axis": axis, "value": value, **e} for e in point_entries]
+            points_out.append(row)
+            log(f"point {k + 1}: bandwidth x{point.bandwidth_scale:g}, deadline {point.deadline_ms:g} ms: finished "
+                f"by an earlier run of this sweep, reused from {partial}")
+            continue
         t0 = time.time()
         cfg = base_config.replace(deadline_ms=point.deadline_ms)
         setup = Setup(profile, cfg, [t.scaled(point.bandwidth_scale) for t in train_traces],
@@ -112,8 +148,12 @@ def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces:
             value = point.bandwidth_scale if axis == "bandwidth_scale" else point.deadline_ms
             entries += [{"axis": axis, "value": value, **e} for e in point_entries]
         seconds = round(time.time() - t0, 1)
-        points_out.append({"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms,
-                           "axes": list(point.axes), "seconds": seconds, "tuning": tuning})
+        row = {"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms,
+               "axes": list(point.axes), "seconds": seconds, "tuning": tuning}
+        points_out.append(row)
+        if partial is not None:
+            done[_point_id(point)] = {"entries": point_entries, "point": row}
+            _save_partial(Path(partial), key, done)
         log(f"point {k + 1}: bandwidth x{point.bandwidth_scale:g}, deadline {point.deadline_ms:g} ms "
             f"({', '.join(point.axes)}) in {seconds} s: " + ", ".join(
                 f"{e['policy']} {e['accuracy']:.3f}" for e in point_entries))
@@ -122,6 +162,40 @@ def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces:
     return {"entries": entries, "points": points_out, "notes": [RETUNE_NOTE],
             "axes": {"bandwidth_scale": sorted(scales), "deadline_ms": sorted(deadlines_ms)},
             "baseline": {"bandwidth_scale": 1.0, "deadline_ms": base_config.deadline_ms}}
+
+
+def _point_id(point: SweepPoint) -> str:
+    return f"{point.bandwidth_scale!r}/{point.deadline_ms!r}"
+
+
+def _load_partial(partial: str | os.PathLike | None, key: dict[str, Any],
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """The finished points an earlier run of this very sweep saved in ``partial`` (none if absent or another sweep's)."""
+    import json
+
+    if partial is None or not Path(partial).is_file():
+        return {}
+    try:
+        saved = json.loads(Path(partial).read_text())
+        points = saved["points"] if saved["key"] == json.loads(json.dumps(key)) else None
+    except (ValueError, KeyError, TypeError):
+        log(f"{partial}: unreadable record of an earlier sweep; every point is computed again")
+        return {}
+    if points is None:
+        log(f"{partial}: an earlier sweep with other settings; every point is computed again")
+        return {}
+    return dict(points)
+
+
+def _save_partial(path: Path, key: dict[str, Any], done: dict[str, Any]) -> None:
+    """Save the finished points (NaN kept as NaN: only this module reads the file back)."""
+    import json
+
+    from offload_common.files import record_files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "points": done}))
+    record_files(path.parent, [path.name])
 
 
 def _table(payload: dict[str, Any], axis: str, fmt: Callable[[dict[str, Any]], str]) -> list[str]:

@@ -13,16 +13,20 @@ from .rllib import train_rllib, tune_sweep
 from .runs import (
                    RunFolder,
                    RunFolderError,
+                   check_not_run_dir,
                    check_run_dir,
                    holds_run,
                    load_run_model,
                    load_run_policy,
+                   lock_run,
                    prepare_run_dir,
+                   release_run_lock,
                    training_record,
 )
 from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
 
 __all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TaskFailed", "TrainConfig",
-           "TrainResult", "check_cluster", "check_run_dir", "holds_run", "init_ray", "load_model", "load_run_model",
-           "load_run_policy", "map_on_ray", "method_name", "plot_learning_curve", "prepare_run_dir", "train_rllib", "train_sb3",
-           "training_record", "tune_sweep", "WorkerInputs"]
+           "TrainResult", "WorkerInputs", "check_cluster", "check_not_run_dir", "check_run_dir", "holds_run", "init_ray",
+           "load_model", "load_run_model", "load_run_policy", "lock_run", "map_on_ray", "method_name",
+           "plot_learning_curve", "prepare_run_dir", "release_run_lock", "train_rllib", "train_sb3",
+           "training_record", "tune_sweep"]

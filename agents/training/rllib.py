@@ -22,7 +22,7 @@ import numpy as np
 
 from agents.evaluation import Validation
 from agents.policies import LearnedPolicy
-from offload_common.files import write_json
+from offload_common.files import record_files, write_json
 
 from .config import TrainConfig
 from .ray_cluster import init_ray
@@ -153,7 +153,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
         build_s=round(build_s, 2),
         seconds_per_iteration=float(np.median([h["seconds"] for h in history])) if history else None,
         address=address or "local", env_runner_nodes=runner_nodes, driver_node=_driver_node())
-    write_json(run.record_path, info)
+    run.finish(info)
     return info
 
 
@@ -196,4 +196,5 @@ def tune_sweep(setup: Any, out_dir: str | os.PathLike, profile_path: str, traces
     rows = [{"lr": r.config["lr"], "entropy_coeff": r.config["entropy_coeff"], "episode_return_mean": ret(r)}
             for r in grid]
     write_json(Path(out_dir) / "tune.json", rows)
+    record_files(Path(out_dir), ["tune.json", "tune"])
     return {"trials": rows}

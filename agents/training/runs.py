@@ -21,8 +21,12 @@ or ``run`` command may do with its ``--out`` folder:
 
 from __future__ import annotations
 
+import atexit
+import errno
 import json
+import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,14 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from agents.policies import LearnedPolicy
-from offload_common.files import atomic_folder, atomic_path, read_json, write_json
+from offload_common.files import (
+    MANIFEST,
+    atomic_folder,
+    atomic_path,
+    check_output_dir,
+    delete_recorded,
+    read_json,
+    read_json_object,
+    record_files,
+    write_json,
+)
 from offload_common.observation import ObservationSpec
 
 from .config import TrainConfig
 
 CONFIG = "config.json"
 RESUMES = "resumes.json"
-# what the project writes into a run folder; --force deletes these and nothing else
+PENDING_RESUME = ".resume-pending.json"  # this resume's entry, moved into resumes.json when its training finishes
+LOCK = ".offload-gym.lock"  # the PID (and host) of the process writing the run
+# what older code wrote into a run folder (runs without a manifest); --force deletes these exact names and nothing
+# else; a run with a manifest (offload_common.files.MANIFEST) is cleared by what its manifest lists
 RUN_FILES = (CONFIG, RESUMES, "train.json", "state.json", "model.zip", "best_model.zip", "learning_curve.png",
              "policy.onnx", "report.json", "report_meta.json", "report.md", "tune.json")
 RUN_FOLDERS = ("checkpoints", "checkpoint", "best", "tb", "tune")
@@ -60,13 +77,101 @@ def holds_run(out: Path) -> bool:
 
 
 def clear_run(out: Path) -> None:
-    """Delete the files and folders a run writes (``--force``); anything else in the folder is left alone."""
+    """Delete the files and folders the run recorded writing (``--force``, its manifest); anything else in the
+    folder is left alone. A run written before manifests existed loses exactly the names runs write."""
+    if (out / MANIFEST).is_file():
+        delete_recorded(out)
+        return
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     for name in RUN_FOLDERS:
         shutil.rmtree(out / name, ignore_errors=True)
-    for png in out.glob("*.png"):  # report plots
-        png.unlink()
+
+
+def check_not_run_dir(out: Path, flag: str = "--out", what: str = "a report") -> Path:
+    """``out`` as a writable folder that holds no training run: commands other than ``train`` / ``run`` never write
+    into a run folder (they would replace the run's report or mix their files into it)."""
+    out = check_output_dir(out, flag)
+    if holds_run(out):
+        raise RunFolderError(f"{flag} {out} holds a training run (it has {', '.join(n for n in RUN_MARKERS if (out / n).exists())}); "
+                             f"{what} is never written into a run folder, so the run's own report and files stay as "
+                             f"they are: choose another {flag} (e.g. {out / 'evaluate'})")
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_HELD_LOCKS: set[Path] = set()
+
+
+def _release_locks() -> None:
+    for lock in list(_HELD_LOCKS):
+        release_run_lock(lock.parent)
+
+
+atexit.register(_release_locks)
+
+
+def lock_run(out: Path) -> Path:
+    """Take the run folder's lock file (``LOCK``: this PID and host) for this process, until it exits or
+    ``release_run_lock``. A lock held by a live process refuses, naming its PID; the lock of a process that is
+    gone (killed) is taken over. Taking it again in the holding process is a no-op."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+                pid, host = int(holder["pid"]), str(holder.get("host", ""))
+            except FileNotFoundError:
+                continue  # given back meanwhile: try again
+            except (OSError, ValueError, KeyError, TypeError):
+                holder, pid, host = None, None, ""
+                try:
+                    young = time.time() - lock.stat().st_mtime < 10
+                except FileNotFoundError:
+                    continue
+                if young:  # another process may be writing its PID into the lock right now
+                    raise RunFolderError(f"--out {out}: another process is taking the lock {lock}; wait for it to "
+                                         "finish (or delete the lock if no process writes this run)") from None
+            if pid == os.getpid() and host == me["host"]:
+                _HELD_LOCKS.add(lock)
+                return lock
+            if pid is not None and (host != me["host"] or _pid_alive(pid)):
+                where = "" if host == me["host"] else f" on host {host}"
+                raise RunFolderError(f"--out {out} is being written by another process (PID {pid}{where}, lock "
+                                     f"{lock}): two writers would corrupt the run; wait for it to finish or stop it "
+                                     "(if that process is gone, delete the lock file)") from None
+            lock.unlink(missing_ok=True)  # its writer is gone (or the lock is unreadable): take it over
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        _HELD_LOCKS.add(lock)
+        return lock
+    raise RunFolderError(f"--out {out}: could not take the lock {lock} (it keeps being re-created)")
+
+
+def release_run_lock(out: Path) -> None:
+    """Give back this process's lock on ``out`` (nothing happens if another process holds it)."""
+    lock = out / LOCK
+    _HELD_LOCKS.discard(lock)
+    try:
+        holder = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(holder, dict) and holder.get("pid") == os.getpid():
+        lock.unlink(missing_ok=True)
 
 
 def _normalise(value: Any) -> Any:
@@ -120,11 +225,13 @@ def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, force: bool
     Raises RunFolderError (naming ``--resume`` / ``--force``) instead of overwriting or guessing.
     """
     check_run_dir(out, resume, force)
+    lock_run(out)
     if resume:
         if not (out / CONFIG).exists():
             raise RunFolderError(f"--resume: {out} has no {CONFIG} (written by older code), so its settings cannot be "
                                  "checked; start a new run with --force or another --out")
-        stored = read_json(out / CONFIG, "run config")
+        stored = read_json_object(out / CONFIG, "run config", {"train_config": dict},
+                                  hint="restore it, or start a new run with --force or another --out")
         framework = stored.get("framework", "sb3")  # runs from before the field existed were all SB3
         if framework != config["framework"]:
             raise RunFolderError(f"--resume: {out} holds a {framework} run, but this command trains with --framework "
@@ -137,18 +244,32 @@ def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, force: bool
         if not has_checkpoint(out):
             log(f"{out} holds a run that stopped before its first checkpoint: training starts again from step 0 with "
                 "the run's settings")
-        resumes = read_json(out / RESUMES, "resume log") if (out / RESUMES).exists() else []
-        resumes.append({"command": config.get("command"), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "from_checkpoint": has_checkpoint(out),
-                        **_flat_resumable(config)})
-        write_json(out / RESUMES, resumes)
+        else:
+            RunFolder(out, framework).read_state()  # a corrupt state record fails here, before anything is logged
+        if (out / RESUMES).exists():
+            _read_resumes(out)
+        # logged in resumes.json only once the resumed training finishes (RunFolder.finish): a failed resume is not
+        write_json(out / PENDING_RESUME, {"command": config.get("command"),
+                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "from_checkpoint": has_checkpoint(out), **_flat_resumable(config)})
+        record_files(out, [PENDING_RESUME])
         return stored
     if holds_run(out):  # with --force, as check_run_dir passed
         log(f"--force: deleting the run in {out}")
         clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / PENDING_RESUME).unlink(missing_ok=True)
     write_json(out / CONFIG, config)
+    record_files(out, [CONFIG])
     return None
+
+
+def _read_resumes(out: Path) -> list[Any]:
+    resumes = read_json(out / RESUMES, "resume log")
+    if not isinstance(resumes, list):
+        raise ValueError(f"{out / RESUMES}: resume log holds a JSON {type(resumes).__name__}, expected a list of "
+                         "resumes: the file is corrupt; restore it or delete it")
+    return resumes
 
 
 def _flat_resumable(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,19 +312,57 @@ class RunFolder:
         return self.checkpoint.exists()
 
     def read_state(self) -> dict[str, Any]:
-        return read_json(self.state_path, "checkpoint state")
+        """The checkpoint's state record; one that is not an object with a ``history`` list and a numeric
+        ``best_accuracy`` is an error naming the file (not a KeyError deep in training)."""
+        return read_json_object(self.state_path, "checkpoint state", {"history": list, "best_accuracy": (int, float)},
+                                hint="restore it, or start the run again with --force")
+
+    def record(self, *paths: Path) -> None:
+        """Record in the run's manifest that the project wrote ``paths`` (so ``--force`` deletes them, and only them)."""
+        record_files(self.root, [Path(p).relative_to(self.root).parts[0] for p in paths])
+
+    def _disk_full(self, path: Path, exc: OSError) -> RunFolderError:
+        last = f" (the last complete checkpoint, {self.checkpoint}, is intact)" if self.has_checkpoint() else ""
+        return RunFolderError(f"{path}: no space left on device ({exc.strerror or 'ENOSPC'}) while writing the run; "
+                              f"nothing was half-written{last}. Free disk space, then continue this run with the "
+                              f"same command plus --resume (--out {self.root})")
 
     def save(self, path: Path, write: Callable[[Path], None]) -> None:
         """Write a model to ``path`` atomically: ``write(tmp)`` fills a temporary file (``*.zip``) or folder beside
-        it, which then replaces ``path`` whole."""
+        it, which then replaces ``path`` whole. A full disk is an error that says the run can be resumed."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with (atomic_path(path) if path.suffix == ".zip" else atomic_folder(path)) as tmp:
-            write(tmp)
+        try:
+            with (atomic_path(path) if path.suffix == ".zip" else atomic_folder(path)) as tmp:
+                write(tmp)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._disk_full(path, exc) from exc
+            raise
+        self.record(path)
 
     def save_checkpoint(self, write: Callable[[Path], None], state: dict[str, Any]) -> None:
         """The checkpoint, then the state record that describes it."""
         self.save(self.checkpoint, write)
-        write_json(self.state_path, state)
+        try:
+            write_json(self.state_path, state)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._disk_full(self.state_path, exc) from exc
+            raise
+        self.record(self.state_path)
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """Write ``train.json`` and, for a resumed run, log this resume in ``resumes.json`` (only now that it
+        finished)."""
+        write_json(self.record_path, record)
+        self.record(self.record_path)
+        pending = self.root / PENDING_RESUME
+        if pending.is_file():
+            resumes = _read_resumes(self.root) if (self.root / RESUMES).exists() else []
+            resumes.append(read_json(pending, "pending resume"))
+            write_json(self.root / RESUMES, resumes)
+            self.record(self.root / RESUMES)
+            pending.unlink()
 
 
 def training_record(setup: Any, cfg: TrainConfig, spec: ObservationSpec, env_config: dict[str, Any],
@@ -228,7 +387,8 @@ def load_run_model(run: str | Path) -> tuple[Any, Path, dict[str, Any]]:
     run = Path(run)
     if not (run / "train.json").is_file():
         raise FileNotFoundError(f"{run}: not a finished training run folder (no train.json)")
-    info = read_json(run / "train.json", "training record")
+    info = read_json_object(run / "train.json", "training record", {"train_config": dict},
+                            hint="retrain the run, or restore the file")
     if info.get("framework") == "rllib":
         from .rllib import load_module
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.evaluation import Setup, Validation
 from agents.policies import LearnedPolicy
-from offload_common.files import atomic_path, write_json
+from offload_common.files import atomic_path
 
 from .config import TrainConfig
 from .runs import RunFolder, training_record
@@ -58,6 +58,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     run = RunFolder(Path(out_dir), "sb3")
     out = run.root
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    run.record(out / "checkpoints", out / "tb")
     validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales)
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
     train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
@@ -122,16 +123,19 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
 
     remaining = max(tcfg.timesteps - model.num_timesteps, 0)
     t_start = time.time()
-    cb = _Callback()
-    model.learn(total_timesteps=remaining, callback=cb, progress_bar=progress, reset_num_timesteps=not resume,
-                tb_log_name=tcfg.algo)
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=_Callback(), progress_bar=progress,
+                    reset_num_timesteps=not resume, tb_log_name=tcfg.algo)
+    else:  # nothing to train: the history already ends at this model (validating again would repeat its last row)
+        log(f"the run already has {model.num_timesteps:,} steps (--timesteps {tcfg.timesteps:,}): nothing to train")
     run.save(out / "model.zip", model.save)
     run.save_checkpoint(model.save, {**state, "timesteps": int(model.num_timesteps)})
-    write_json(run.record_path, training_record(
+    run.finish(training_record(
         setup, tcfg, venv.venv.observation_spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
         seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
         this_session_s=round(time.time() - t_start, 1)))
     plot_learning_curve(state["history"], out / "learning_curve.png", tcfg.algo)
+    run.record(out / "learning_curve.png")
     return TrainResult(out / "model.zip", run.best, state["seconds"], state["history"], int(model.num_timesteps))
 
 

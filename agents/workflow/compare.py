@@ -57,10 +57,10 @@ def evaluate_policies(ev: Evaluation, log: Callable[[str], None] = print,
         trace_means,
         write_report,
     )
-    from offload_common.files import check_output_dir
+    from agents.training import check_not_run_dir
 
     t0 = time.time()
-    check_output_dir(ev.out, "--out")
+    check_not_run_dir(ev.out, "--out", "an evaluation report")
     _check_names(ev.policies, ev.runs, "--policies", "e.g. local,cbo,oracle")
     test = load_test_traces(ev.test_traces) if ev.test_traces is not None else None  # a bad path fails at once
     loaded = load_inputs(ev.inputs)
@@ -108,16 +108,17 @@ class Sweep:
     policies: tuple[str, ...] = SWEEP_POLICIES
     runs: tuple[Path, ...] = ()
     episodes: int = 2
+    max_evaluations: int | None = None  # None: agents.evaluation.MAX_EVALUATIONS
     command: tuple[str, ...] = ()
 
 
 def run_sweep_job(sw: Sweep, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the sweep and write sweep.json, sweep.md and one PNG per axis into ``sw.out``; returns the payload."""
-    from agents.evaluation import run_sweep, write_sweep
-    from offload_common.files import check_output_dir
+    from agents.evaluation import MAX_EVALUATIONS, SWEEP_PARTIAL, run_sweep, write_sweep
+    from agents.training import check_not_run_dir
 
     t0 = time.time()
-    check_output_dir(sw.out, "--out")
+    check_not_run_dir(sw.out, "--out", "a sweep")
     _check_names(sw.policies, sw.runs, "--policies", f"default {','.join(SWEEP_POLICIES)}")
     loaded = load_inputs(sw.inputs)
     setup = loaded.setup
@@ -127,7 +128,8 @@ def run_sweep_job(sw: Sweep, log: Callable[[str], None] = print) -> dict[str, An
         f"{', '.join(f'{v:g}' for v in sw.bandwidth_scales)}; deadline "
         f"{', '.join(f'{v:g}' for v in sw.deadlines_ms)} ms; heuristics re-tuned at every point")
     payload = run_sweep(setup.profile, setup.train_traces, setup.test_traces, setup.config, names, learned, groups,
-                        sw.bandwidth_scales, sw.deadlines_ms, sw.episodes, sw.inputs.seed, log=log)
+                        sw.bandwidth_scales, sw.deadlines_ms, sw.episodes, sw.inputs.seed, log=log,
+                        max_evaluations=sw.max_evaluations or MAX_EVALUATIONS, partial=sw.out / SWEEP_PARTIAL)
     record = JobRecord.of(loaded, sw.episodes, {}, command=sw.command, compared_runs=sw.runs,
                           total_seconds=time.time() - t0)
     write_sweep(payload, sw.out, record.to_dict())

@@ -45,6 +45,7 @@ class Experiment:
     progress: bool = True
     address: str | None = None
     tune: bool = False
+    max_seeds: int | None = None  # None: agents.evaluation.MAX_SEEDS
     command: tuple[str, ...] = ()
 
     @property
@@ -104,7 +105,8 @@ class ExperimentSummary:
 def check_experiment(exp: Experiment) -> None:
     """Before any input is loaded: the folders are writable and hold runs exactly when they should, and the
     settings agree with each other (a Ray address and token are checked here too)."""
-    from agents.training import RunFolderError, check_cluster, check_run_dir, holds_run
+    from agents.evaluation import MAX_SEEDS, check_seed_count
+    from agents.training import RunFolderError, check_cluster, check_not_run_dir, check_run_dir, holds_run
     from offload_common.files import check_output_dir
 
     if exp.resume and exp.force:
@@ -116,10 +118,12 @@ def check_experiment(exp: Experiment) -> None:
     if exp.tune and exp.train.framework != "rllib":
         raise ValueError("--tune: a Ray Tune sweep trains with RLlib; add --framework rllib")
     base = check_output_dir(exp.base, "--out")
-    if exp.seeds is None:
-        if not exp.tune:
-            check_run_dir(base, exp.resume, exp.force)
+    if exp.tune:
+        check_not_run_dir(base, "--out", "a Tune sweep")
+    elif exp.seeds is None:
+        check_run_dir(base, exp.resume, exp.force)
     else:
+        check_seed_count(exp.seeds, exp.max_seeds or MAX_SEEDS)
         if holds_run(base):
             raise RunFolderError(f"--out {base} holds a single-seed training run; --seeds writes one run per seed "
                                  "into sub-folders seed<N> of --out: choose another --out")
