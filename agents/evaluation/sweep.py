@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # the CLI parser imports this module for its list parser; the
 AXES = ("bandwidth_scale", "deadline_ms")
 AXIS_LABELS = {"bandwidth_scale": "bandwidth scale (x the traces' throughput)", "deadline_ms": "deadline (ms)"}
 SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_deadline_ms.png")
-RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned, and learned-greedy refitted and "
-               "re-tuned, at every point by grid search on "
+RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet, and learned-greedy, whose model is also refitted) "
+               "were re-tuned at every point by grid search on "
                "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
                "policies are used as trained (at scale 1 and the deadline of their training)")
 
