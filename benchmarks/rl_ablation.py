@@ -57,6 +57,25 @@ def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
     return ("none" if head == "baseline" else head[3:]), out
 
 
+def _references_from_report(setup: Any, path: Path) -> dict[str, Any]:
+    """cachenet and learned-greedy exactly as the main job whose report_meta.json is ``path`` tuned them."""
+    import json
+
+    from agents.evaluation.greedy import fit_learned_greedy
+    from agents.policies import CacheNetPolicy, LearnedGreedyPolicy
+
+    meta = json.loads(path.read_text())
+    pols = meta["policies"]
+    cache = CacheNetPolicy(**{k: v for k, v in pols["cachenet"].items() if k != "name"})
+    recorded = pols["learned-greedy"]
+    model = fit_learned_greedy(setup, cache, meta["run"]["seed"])
+    if model.fingerprint() != recorded["model"]:
+        raise ValueError(f"{path}: learned-greedy refitted to model {model.fingerprint()}, the report has "
+                         f"{recorded['model']}: other inputs or code; tune again without --from-report")
+    return {"cachenet": cache,
+            "learned-greedy": LearnedGreedyPolicy(model, recorded["send_bonus"], recorded["reuse_bonus"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", default="baseline,bc-cachenet")
@@ -66,6 +85,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tuning-cache", type=Path, default=None,
                         help="pickle of the tuned references (written when missing, read when present)")
+    parser.add_argument("--from-report", type=Path, default=None, metavar="REPORT_META",
+                        help="take the references' tuned parameters from a main job's report_meta.json (same "
+                        "inputs and commit) instead of tuning again: cachenet as recorded, learned-greedy's model "
+                        "refitted (deterministic; its fingerprint must match the record) with the recorded bonuses")
     args = parser.parse_args()
     cands = {c: _candidate(c) for c in args.candidates.split(",")}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -84,7 +107,10 @@ def main() -> None:
 
     t0 = time.time()
     setup = Setup.create(FrameProfile.load(DEFAULT_PROFILE), default_traces(None, seed=0)[0])
-    if args.tuning_cache is not None and args.tuning_cache.exists():
+    if args.from_report is not None:
+        refs = _references_from_report(setup, args.from_report)
+        tuning_s = None
+    elif args.tuning_cache is not None and args.tuning_cache.exists():
         refs = pickle.loads(args.tuning_cache.read_bytes())
         tuning_s = None
     else:
