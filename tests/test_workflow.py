@@ -189,7 +189,7 @@ def test_run_seeds_reports_per_seed_and_across_seed(seeds_run: Path) -> None:
         assert json.loads((run / "config.json").read_text())["seed"] == seed
         assert (run / "best_model.zip").is_file() and (run / "policy.onnx").is_file()
     best = meta["best_heuristic"]
-    assert best in ("cbo", "cbo+teacher", "cbo-cond", "cachenet")
+    assert best in ("cbo", "cbo+teacher", "cbo-cond", "cachenet", "learned-greedy")
     across = report["ppo (2 seeds)"]
     for fam in ("wifi", "hsdpa", "all"):
         per = [report[f"ppo-seed{s}"][fam]["accuracy"] for s in (0, 1)]

@@ -36,8 +36,8 @@ SWEEP_PARTIAL = "sweep-partial.json"  # finished points of a sweep in progress (
 SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_bandwidth_scale.png", "sweep_deadline_ms.png", SWEEP_PARTIAL)
 # points x policies above which a sweep is refused unless --max-evaluations allows it (each point re-tunes)
 MAX_EVALUATIONS = 400
-RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet) were re-tuned, and learned-greedy refitted and "
-               "re-tuned, at every point by grid search on "
+RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet, and learned-greedy, whose model is also refitted) "
+               "were re-tuned at every point by grid search on "
                "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
                "policies are used as trained (at scale 1 and the deadline of their training)")
 

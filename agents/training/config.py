@@ -57,6 +57,9 @@ class TrainConfig:
     checkpoint_freq: int = 100_000
     checkpoint_every: int = 5
     threads: int = 2  # PyTorch threads of the SB3 learner
+    # SB3: "none", or the name of the tuned reference (e.g. "cachenet", "learned-greedy") the network is
+    # behaviour-cloned from before PPO starts (``agents.training.warmstart``; the caller passes the policy)
+    warm_start: str = "none"
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -75,6 +78,11 @@ class TrainConfig:
         if self.framework == "rllib" and tuple(scales) != (1.0,):
             raise ValueError("TrainConfig.bandwidth_scales: RLlib trains on the traces as recorded only ((1.0,)); "
                              "scaled training is implemented for SB3")
+        if not isinstance(self.warm_start, str) or not self.warm_start:
+            raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: expected 'none' or a policy name")
+        if self.warm_start != "none" and (self.framework != "sb3" or self.algo == "dqn"):
+            raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: warm starts are implemented for SB3's "
+                             "actor-critics (ppo, a2c) only")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 

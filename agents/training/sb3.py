@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import Setup, Validation
-from agents.policies import LearnedPolicy
+from agents.policies import LearnedPolicy, Policy
 from offload_common.files import atomic_path
 
 from .config import TrainConfig
@@ -46,8 +46,15 @@ class TrainResult:
 
 
 def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = TrainConfig(), resume: bool = False,
-              progress: bool = True, log=print) -> TrainResult:
-    """Train on training traces (minus validation) and training clips; writes model, best model, logs, curve."""
+              progress: bool = True, log=print, teacher: Policy | None = None) -> TrainResult:
+    """Train on training traces (minus validation) and training clips; writes model, best model, logs, curve.
+
+    With ``tcfg.warm_start`` naming a reference, ``teacher`` is that (tuned) policy: a new run's network is first
+    behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``)."""
+    if (tcfg.warm_start != "none") != (teacher is not None) or (teacher is not None
+                                                                 and teacher.name != tcfg.warm_start):
+        raise ValueError(f"TrainConfig.warm_start={tcfg.warm_start!r} needs the policy of that name as teacher, got "
+                         f"{None if teacher is None else teacher.name!r}")
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecMonitor
@@ -82,6 +89,14 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
         model = _algo_class(tcfg.algo)("MlpPolicy", venv, device="cpu", verbose=0, tensorboard_log=str(out / "tb"),
                                        **tcfg.sb3_kwargs())
         state = {"best_accuracy": -1.0, "history": [], "seconds": 0.0}
+        if teacher is not None:
+            from .warmstart import behaviour_clone
+
+            state["warm_start"] = behaviour_clone(model, setup.profile, fit_traces, train_cfg, teacher, tcfg.seed,
+                                                  tcfg.gamma)
+            state["seconds"] = state["warm_start"]["seconds"]
+            log(f"warm start: cloned {teacher.name} on {state['warm_start']['samples']:,} states "
+                f"(agreement {state['warm_start']['agreement']:.3f}) in {state['warm_start']['seconds']} s")
 
     class _Callback(BaseCallback):
         """Validation on fixed episodes (best model kept) and atomic checkpoints."""
@@ -133,7 +148,8 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     run.finish(training_record(
         setup, tcfg, venv.venv.observation_spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
         seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
-        this_session_s=round(time.time() - t_start, 1)))
+        this_session_s=round(time.time() - t_start, 1),
+        **({"warm_start": state["warm_start"]} if "warm_start" in state else {})))
     plot_learning_curve(state["history"], out / "learning_curve.png", tcfg.algo)
     run.record(out / "learning_curve.png")
     return TrainResult(out / "model.zip", run.best, state["seconds"], state["history"], int(model.num_timesteps))

@@ -1,0 +1,179 @@
+"""Ablation of PPO training variants against the tuned references, on validation and held-out episodes.
+
+    python benchmarks/rl_ablation.py --candidates baseline,bc-cachenet --seeds 0,1 --timesteps 400000 \\
+        --out results/ablation/warm_start.json
+
+Candidates: ``baseline`` (the main job's PPO settings), ``bc-<reference>`` (behaviour cloning from the tuned
+reference, then PPO: ``TrainConfig.warm_start``), optionally with ``+`` settings of TrainConfig
+(``baseline+n_epochs=5``). Every candidate trains with each seed for ``--timesteps`` steps (a reduced budget when
+below the main job's 1.5 M: say so when reporting). References (cachenet, learned-greedy) are tuned once on
+training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
+run's own validation traces, the number the run picks its model by; the references are scored on the same
+episodes), the held-out accuracy on ``--episodes`` episodes per test trace and its paired difference to the best
+reference there, and the wall time. The JSON records the command and the git commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
+
+REFERENCES = ("cachenet", "learned-greedy")
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("-dirty" if dirty else "")
+
+
+def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
+    """``bc-cachenet+n_epochs=5`` -> ("cachenet", {"n_epochs": 5})."""
+    head, *settings = spec.split("+")
+    if head != "baseline" and not head.startswith("bc-"):
+        raise ValueError(f"--candidates: {spec!r}: expected baseline or bc-<reference>, then optional +key=value")
+    if head.startswith("bc-") and head[3:] not in REFERENCES:
+        raise ValueError(f"--candidates: {spec!r}: warm start from one of {REFERENCES}")
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"--candidates: {spec!r}: {item!r} is not key=number") from None
+    return ("none" if head == "baseline" else head[3:]), out
+
+
+def _references_from_report(setup: Any, path: Path) -> dict[str, Any]:
+    """cachenet and learned-greedy exactly as the main job whose report_meta.json is ``path`` tuned them."""
+    import json
+
+    from agents.evaluation.greedy import fit_learned_greedy
+    from agents.policies import CacheNetPolicy, LearnedGreedyPolicy
+
+    meta = json.loads(path.read_text())
+    pols = meta["policies"]
+    cache = CacheNetPolicy(**{k: v for k, v in pols["cachenet"].items() if k != "name"})
+    recorded = pols["learned-greedy"]
+    model = fit_learned_greedy(setup, cache, meta["run"]["seed"])
+    if model.fingerprint() != recorded["model"]:
+        raise ValueError(f"{path}: learned-greedy refitted to model {model.fingerprint()}, the report has "
+                         f"{recorded['model']}: other inputs or code; tune again without --from-report")
+    return {"cachenet": cache,
+            "learned-greedy": LearnedGreedyPolicy(model, recorded["send_bonus"], recorded["reuse_bonus"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", default="baseline,bc-cachenet")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--timesteps", type=int, default=400_000)
+    parser.add_argument("--episodes", type=int, default=2, help="held-out episodes per test trace")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tuning-cache", type=Path, default=None,
+                        help="pickle of the tuned references (written when missing, read when present)")
+    parser.add_argument("--from-report", type=Path, default=None, metavar="REPORT_META",
+                        help="take the references' tuned parameters from a main job's report_meta.json (same "
+                        "inputs and commit) instead of tuning again: cachenet as recorded, learned-greedy's model "
+                        "refitted (deterministic; its fingerprint must match the record) with the recorded bonuses")
+    args = parser.parse_args()
+    cands = {c: _candidate(c) for c in args.candidates.split(",")}
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    from agents.evaluation import (
+        Setup,
+        Validation,
+        best_heuristic,
+        evaluate_on_test,
+        named_policies,
+        paired_versus,
+    )
+    from agents.training import TrainConfig, load_run_policy, train_sb3
+    from bandwidth_traces import default_traces
+    from perception import DEFAULT_PROFILE, FrameProfile
+
+    t0 = time.time()
+    setup = Setup.create(FrameProfile.load(DEFAULT_PROFILE), default_traces(None, seed=0)[0])
+    if args.from_report is not None:
+        refs = _references_from_report(setup, args.from_report)
+        tuning_s = None
+    elif args.tuning_cache is not None and args.tuning_cache.exists():
+        refs = pickle.loads(args.tuning_cache.read_bytes())
+        tuning_s = None
+    else:
+        t = time.time()
+        refs, _ = named_policies(setup, list(REFERENCES), 0)
+        tuning_s = round(time.time() - t, 1)
+        if args.tuning_cache is not None:
+            args.tuning_cache.write_bytes(pickle.dumps(refs))
+    print(f"references ready ({tuning_s} s tuning)", flush=True)
+    runs: list[dict[str, Any]] = []
+    learned = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            val = Validation.create(setup, TrainConfig().val_fraction, seed)
+            ref_val = {n: val.accuracy(p) for n, p in refs.items()}
+            for name, (warm, settings) in cands.items():
+                tcfg = TrainConfig.sized(args.timesteps, seed=seed, warm_start=warm, **settings)
+                out = Path(tmp) / f"{name}-seed{seed}".replace("+", "_").replace("=", "")
+                t = time.time()
+                res = train_sb3(setup, out, tcfg, progress=False, teacher=refs.get(warm))
+                wall = round(time.time() - t, 1)
+                key = f"{name} seed{seed}"
+                learned[key] = load_run_policy(out, key)
+                runs.append({"candidate": name, "seed": seed, "timesteps": res.timesteps, "wall_s": wall,
+                             "train_s": round(res.seconds, 1),
+                             "best_val_accuracy": max(h["val_accuracy"] for h in res.history),
+                             "val_curve": [(h["timesteps"], round(h["val_accuracy"], 4)) for h in res.history],
+                             "references_val_accuracy": ref_val, "train_config": tcfg.to_dict()})
+                print(f"{key}: best validation {runs[-1]['best_val_accuracy']:.4f} (references "
+                      + ", ".join(f"{n} {v:.4f}" for n, v in ref_val.items()) + f") in {wall} s", flush=True)
+        results = evaluate_on_test(setup, {**refs, **learned}, args.episodes, 0)
+    best = best_heuristic(results)
+    paired = paired_versus(results, best)
+    for run in runs:
+        key = f"{run['candidate']} seed{run['seed']}"
+        run["test"] = {fam: {"accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
+                             f"minus_{best}": paired[key][fam]["difference"],
+                             f"minus_{best}_ci95": paired[key][fam]["difference_ci95"]}
+                       for fam, m in results[key].metrics.items()}
+    summary = {}
+    for name in cands:
+        rs = [r for r in runs if r["candidate"] == name]
+        summary[name] = {
+            "seeds": [r["seed"] for r in rs],
+            "best_val_accuracy_mean": float(np.mean([r["best_val_accuracy"] for r in rs])),
+            "val_minus_best_reference_per_seed": [
+                r["best_val_accuracy"] - max(r["references_val_accuracy"].values()) for r in rs],
+            "test_accuracy_mean": float(np.mean([r["test"]["all"]["accuracy"] for r in rs])),
+            f"test_minus_{best}_per_seed": [r["test"]["all"][f"minus_{best}"] for r in rs],
+            "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
+    refs_test = {n: {fam: m["accuracy"] for fam, m in results[n].metrics.items()} for n in refs}
+    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": _commit(),
+                          "timesteps": args.timesteps, "test_episodes_per_trace": args.episodes,
+                          "best_reference_on_test": best, "references_test": refs_test, "summary": summary,
+                          "runs": runs, "tuning_seconds": tuning_s, "total_seconds": round(time.time() - t0, 1)})
+    print(f"best reference on the held-out episodes: {best}")
+    for name, s in summary.items():
+        print(f"{name}: validation {s['best_val_accuracy_mean']:.4f} (minus best reference per seed "
+              + ", ".join(f"{d:+.4f}" for d in s["val_minus_best_reference_per_seed"])
+              + f"), held-out {s['test_accuracy_mean']:.4f} (minus {best} "
+              + ", ".join(f"{d:+.4f}" for d in s[f"test_minus_{best}_per_seed"]) + f"), {s['wall_s_mean']:.0f} s")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

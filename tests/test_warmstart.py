@@ -1,0 +1,44 @@
+"""Warm start (behaviour cloning from a tuned reference, then PPO): the clone agrees with its teacher, and a
+config that names a teacher must be given that very policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import constant_trace, hand_profile, outage_trace
+
+from agents.evaluation import Setup
+from agents.policies import CacheNetPolicy
+from agents.training import TrainConfig, train_sb3
+from envs import EnvConfig
+
+CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
+TRACES = [constant_trace(8.0), outage_trace(), constant_trace(0.5, 50.0, "slow"), constant_trace(4.0, 80.0, "mid")]
+SMALL = dict(timesteps=256, n_envs=4, n_steps=64, batch_size=64, eval_freq=128, checkpoint_freq=128,
+             net_arch=(32, 32), threads=1)
+
+
+@pytest.mark.slow
+def test_behaviour_cloning_copies_the_teacher_before_ppo(tmp_path: Path) -> None:
+    setup = Setup(hand_profile(n_clips=6, frames=8), CFG.replace(profile_split="train"), TRACES, TRACES)
+    teacher = CacheNetPolicy(tau=0.0, margin=-5.0, min_cos=0.5, max_age_s=1e9)  # send when not reusable
+    res = train_sb3(setup, tmp_path / "run", TrainConfig(warm_start="cachenet", **SMALL), progress=False,
+                    log=lambda _: None, teacher=teacher)
+    info = json.loads((tmp_path / "run" / "train.json").read_text())
+    warm = info["warm_start"]
+    assert warm["teacher"] == "cachenet" and warm["samples"] > 0
+    assert warm["agreement"] > 0.9  # the network acts like its teacher where the teacher went
+    assert info["train_config"]["warm_start"] == "cachenet" and res.timesteps >= 256
+
+
+def test_a_warm_start_needs_its_named_teacher(tmp_path: Path) -> None:
+    setup = Setup(hand_profile(n_clips=6, frames=8), CFG.replace(profile_split="train"), TRACES, TRACES)
+    with pytest.raises(ValueError, match="warm_start='cachenet' needs the policy of that name"):
+        train_sb3(setup, tmp_path / "a", TrainConfig(warm_start="cachenet", **SMALL), progress=False)
+    with pytest.raises(ValueError, match="warm_start='none' needs"):
+        train_sb3(setup, tmp_path / "b", TrainConfig(**SMALL), progress=False, teacher=CacheNetPolicy())
+    with pytest.raises(ValueError, match="implemented for SB3's actor-critics"):
+        TrainConfig(algo="dqn", warm_start="cachenet")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
