@@ -86,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sw = Sweep(_inputs(args), args.out, tuple(args.bandwidth_scales), tuple(args.deadlines_ms),
                tuple(parse_names(args.policies)), tuple(args.runs), args.episodes, args.max_evaluations,
-               tuple(args.command))
+               args.address, tuple(args.command))
     payload = run_sweep_job(sw)
     print((args.out / "sweep.md").read_text())
     print(f"wrote {args.out}/sweep.json, sweep.md and sweep_*.png in {payload['run']['total_seconds']:.0f} s")
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 0.25,0.5,1,2,4)")
     p.add_argument("--deadlines-ms", type=argtype(parse_positive_list), default=[100.0, 150.0, 200.0, 300.0, 400.0],
                    metavar="D1,D2,...", help="deadlines in ms, traces as recorded (default: 100,150,200,300,400)")
+    p.add_argument("--address", type=_ray_address, default=None, help="a Ray cluster HOST:PORT, or 'local' for a "
+                   "local Ray on loopback: one Ray task per sweep point (default: here, one point after another)")
     p.add_argument("--max-evaluations", type=int_at_least(1), default=MAX_EVALUATIONS,
                    help="refuse a sweep of more points x policies than this (default: %(default)s); a killed sweep "
                    "run again with the same --out and settings reuses its finished points")

@@ -327,3 +327,22 @@ def test_train_seeds_as_ray_tasks_reproduces_the_serial_runs(seeds_run: Path, tr
         got = load_model(out / f"seed{seed}" / "best_model.zip").policy.state_dict()
         want = load_model(seeds_run / f"seed{seed}" / "best_model.zip").policy.state_dict()
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), seed
+
+
+def test_sweep_as_ray_tasks_equals_the_serial_sweep(traces: dict[str, Path], seeds_run: Path,
+                                                     tmp_path: Path) -> None:
+    """``sweep --address local``: one Ray task per point (inputs and runs reloaded on the worker) gives the serial
+    sweep's entries exactly."""
+    import ray
+
+    args = ["sweep", "--traces", str(traces["train"]), "--bandwidth-scales", "0.5,1", "--deadlines-ms", "200",
+            "--policies", "local,cbo", "--episodes", "1", "--runs", str(seeds_run / "seed0")]
+    assert train_agent.main([*args, "--out", str(tmp_path / "serial")]) == 0
+    try:
+        assert train_agent.main([*args, "--out", str(tmp_path / "ray"), "--address", "local"]) == 0
+    finally:
+        ray.shutdown()
+    serial, on_ray = (json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("serial", "ray"))
+    assert serial["entries"] == on_ray["entries"] and len(serial["entries"]) == 3 * 3
+    assert [p["tuning"]["cbo"]["params"] for p in serial["points"]] == \
+        [p["tuning"]["cbo"]["params"] for p in on_ray["points"]]

@@ -45,6 +45,7 @@ from .sweep import (
                       SWEEP_PARTIAL,
                       check_sweep_size,
                       run_sweep,
+                      sweep_point,
                       sweep_points,
                       write_sweep,
 )
@@ -56,5 +57,5 @@ __all__ = ["MAX_EVALUATIONS", "MAX_SEEDS", "SEED_INTERVAL_NOTE", "SWEEP_FILES", 
            "evaluate", "evaluate_many", "evaluate_on_test", "is_report_file", "load_test_traces",
            "make_episodes", "mark_family_warnings", "named_policies", "paired_versus",
            "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",
-           "single_trace_families", "sweep_points", "t_quantile_975", "trace_means", "training_scorer",
+           "single_trace_families", "sweep_point", "sweep_points", "t_quantile_975", "trace_means", "training_scorer",
            "tuned_heuristics", "warnings_markdown", "write_report", "write_sweep"]

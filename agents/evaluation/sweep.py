@@ -87,11 +87,42 @@ def _kind(name: str, learned: dict[str, Policy]) -> str:
     return "reference" if name in REFERENCES else "baseline"
 
 
+def sweep_point(profile: FrameProfile, train_traces: Sequence[Trace], test_traces: Sequence[Trace],
+                base_config: EnvConfig, names: Sequence[str], learned: dict[str, Policy], groups: Sequence[SeedGroup],
+                point: SweepPoint, episodes: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One sweep point: the heuristics re-tuned on the training traces at that point, every policy evaluated on the
+    held-out episodes there; returns its entries (one per policy and seed group) and its row (tuning, seconds)."""
+    from .suite import Setup, evaluate_on_test, named_policies
+
+    t0 = time.time()
+    cfg = base_config.replace(deadline_ms=point.deadline_ms)
+    setup = Setup(profile, cfg, [t.scaled(point.bandwidth_scale) for t in train_traces],
+                  [t.scaled(point.bandwidth_scale) for t in test_traces])
+    policies, tuning = named_policies(setup, list(names), seed)
+    policies.update(learned)
+    results = evaluate_on_test(setup, policies, episodes, seed)
+    point_entries = [_entry(n, point, r.metrics["all"], _kind(n, learned)) for n, r in results.items()]
+    for g in groups:
+        ms = [results[p].metrics["all"] for p in g.policies]
+        acc, mb = seed_stats([m["accuracy"] for m in ms]), seed_stats([m["mb_per_frame"] for m in ms])
+        point_entries.append({
+            "policy": g.name, "kind": "learned, across seeds", "bandwidth_scale": point.bandwidth_scale,
+            "deadline_ms": point.deadline_ms, "accuracy": acc["mean"], "accuracy_ci95": acc["ci95"],
+            "accuracy_min": acc["min"], "accuracy_max": acc["max"], "seeds": list(g.seeds),
+            "policies": list(g.policies),
+            "accuracy_per_seed": [m["accuracy"] for m in ms], "mb_per_frame": mb["mean"],
+            "interval": "Student t over seeds", "episodes": ms[0]["episodes"]})
+    row = {"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms, "axes": list(point.axes),
+           "seconds": round(time.time() - t0, 1), "tuning": tuning}
+    return point_entries, row
+
+
 def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces: Sequence[Trace],
               base_config: EnvConfig, names: Sequence[str], learned: dict[str, Policy], groups: Sequence[SeedGroup],
               scales: Sequence[float], deadlines_ms: Sequence[float], episodes: int, seed: int,
               log: Callable[[str], None] = print, *, max_evaluations: int | None = None,
-              partial: str | os.PathLike | None = None) -> dict[str, Any]:
+              partial: str | os.PathLike | None = None,
+              map_points: Callable[[list[SweepPoint]], list[tuple[list, dict]]] | None = None) -> dict[str, Any]:
     """Evaluate ``names`` (re-tuned per point) and the ``learned`` policies at every sweep point.
 
     Returns the sweep.json payload: one entry per (axis, value, policy) with accuracy, its bootstrap interval over
@@ -101,9 +132,9 @@ def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces:
     ``max_evaluations`` refuses a larger sweep (points x policies) before any work. With ``partial`` (a JSON file)
     every finished point is saved there, and points already saved by an earlier run of the same sweep (same
     policies, episodes, seed, env config, traces and profile) are reused instead of recomputed, so a killed sweep
-    resumes where it stopped with the results an uninterrupted one gives.
+    resumes where it stopped with the results an uninterrupted one gives. ``map_points`` (e.g. one Ray task per
+    point) computes the points not saved yet, each as ``sweep_point`` does, instead of this loop.
     """
-    from .suite import Setup, evaluate_on_test, named_policies
 
     points = sweep_points(scales, deadlines_ms, base_config.deadline_ms)
     if max_evaluations is not None:
@@ -113,6 +144,8 @@ def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces:
            "train": [f"{t.family}/{t.name}" for t in train_traces], "test": [f"{t.family}/{t.name}" for t in test_traces],
            "profile_frames": int(profile.n_frames)}
     done = _load_partial(partial, key, log)
+    todo = [p for p in points if _point_id(p) not in done]
+    precomputed = dict(zip(map(_point_id, todo), map_points(todo))) if map_points is not None and todo else {}
     entries: list[dict[str, Any]] = []
     points_out: list[dict[str, Any]] = []
     for k, point in enumerate(points):
@@ -126,30 +159,13 @@ def run_sweep(profile: FrameProfile, train_traces: Sequence[Trace], test_traces:
             log(f"point {k + 1}: bandwidth x{point.bandwidth_scale:g}, deadline {point.deadline_ms:g} ms: finished "
                 f"by an earlier run of this sweep, reused from {partial}")
             continue
-        t0 = time.time()
-        cfg = base_config.replace(deadline_ms=point.deadline_ms)
-        setup = Setup(profile, cfg, [t.scaled(point.bandwidth_scale) for t in train_traces],
-                      [t.scaled(point.bandwidth_scale) for t in test_traces])
-        policies, tuning = named_policies(setup, list(names), seed)
-        policies.update(learned)
-        results = evaluate_on_test(setup, policies, episodes, seed)
-        point_entries = [_entry(n, point, r.metrics["all"], _kind(n, learned)) for n, r in results.items()]
-        for g in groups:
-            ms = [results[p].metrics["all"] for p in g.policies]
-            acc, mb = seed_stats([m["accuracy"] for m in ms]), seed_stats([m["mb_per_frame"] for m in ms])
-            point_entries.append({
-                "policy": g.name, "kind": "learned, across seeds", "bandwidth_scale": point.bandwidth_scale,
-                "deadline_ms": point.deadline_ms, "accuracy": acc["mean"], "accuracy_ci95": acc["ci95"],
-                "accuracy_min": acc["min"], "accuracy_max": acc["max"], "seeds": list(g.seeds),
-                "policies": list(g.policies),
-                "accuracy_per_seed": [m["accuracy"] for m in ms], "mb_per_frame": mb["mean"],
-                "interval": "Student t over seeds", "episodes": ms[0]["episodes"]})
+        pid = _point_id(point)
+        point_entries, row = precomputed[pid] if pid in precomputed else sweep_point(
+            profile, train_traces, test_traces, base_config, names, learned, groups, point, episodes, seed)
         for axis in point.axes:
             value = point.bandwidth_scale if axis == "bandwidth_scale" else point.deadline_ms
             entries += [{"axis": axis, "value": value, **e} for e in point_entries]
-        seconds = round(time.time() - t0, 1)
-        row = {"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms,
-               "axes": list(point.axes), "seconds": seconds, "tuning": tuning}
+        seconds = row["seconds"]
         points_out.append(row)
         if partial is not None:
             done[_point_id(point)] = {"entries": point_entries, "point": row}

@@ -109,7 +109,35 @@ class Sweep:
     runs: tuple[Path, ...] = ()
     episodes: int = 2
     max_evaluations: int | None = None  # None: agents.evaluation.MAX_EVALUATIONS
+    address: str | None = None  # a Ray cluster HOST:PORT or "local": one Ray task per sweep point
     command: tuple[str, ...] = ()
+
+
+def _sweep_point_on_worker(sw: Sweep, point: Any) -> tuple[list, dict]:
+    """One sweep point as a Ray task: the worker loads the inputs and runs by the same rules as the driver."""
+    from agents.evaluation import sweep_point
+
+    loaded = load_inputs(sw.inputs)
+    setup = loaded.setup
+    learned, groups = load_runs(sw.runs)
+    return sweep_point(setup.profile, setup.train_traces, setup.test_traces, setup.config,
+                       resolve_policies(sw.policies, setup), learned, groups, point, sw.episodes, sw.inputs.seed)
+
+
+def _ray_mapper(sw: Sweep) -> Callable[[list], list] | None:
+    """With ``sw.address``: compute sweep points as one Ray task each (paths made absolute for the workers)."""
+    if sw.address is None:
+        return None
+    import functools
+    from dataclasses import replace
+
+    from agents.training import map_on_ray
+
+    sw = replace(sw, inputs=replace(sw.inputs, profile=Path(sw.inputs.profile).resolve()),
+                 runs=tuple(Path(r).resolve() for r in sw.runs))
+    address = None if sw.address == "local" else sw.address
+    return lambda points: map_on_ray(functools.partial(_sweep_point_on_worker, sw), points, address,
+                                     describe=lambda p: f"bandwidth x{p.bandwidth_scale:g}, deadline {p.deadline_ms:g} ms")
 
 
 def run_sweep_job(sw: Sweep, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -129,7 +157,8 @@ def run_sweep_job(sw: Sweep, log: Callable[[str], None] = print) -> dict[str, An
         f"{', '.join(f'{v:g}' for v in sw.deadlines_ms)} ms; heuristics re-tuned at every point")
     payload = run_sweep(setup.profile, setup.train_traces, setup.test_traces, setup.config, names, learned, groups,
                         sw.bandwidth_scales, sw.deadlines_ms, sw.episodes, sw.inputs.seed, log=log,
-                        max_evaluations=sw.max_evaluations or MAX_EVALUATIONS, partial=sw.out / SWEEP_PARTIAL)
+                        max_evaluations=sw.max_evaluations or MAX_EVALUATIONS, partial=sw.out / SWEEP_PARTIAL,
+                        map_points=_ray_mapper(sw))
     record = JobRecord.of(loaded, sw.episodes, {}, command=sw.command, compared_runs=sw.runs,
                           total_seconds=time.time() - t0)
     write_sweep(payload, sw.out, record.to_dict())

@@ -60,7 +60,11 @@ def collect(source: Path) -> dict[str, Any]:
     if not source.is_file():
         raise ResultsError(f"{source}: no such report folder or JSON file")
     payload = read_json(source, "result")
-    return {"kind": "json", "data": payload, "command": payload.get("command") if isinstance(payload, dict) else None}
+    if not isinstance(payload, dict):
+        raise ResultsError(f"{source}: expected a JSON object")
+    command = payload.get("command")
+    code = payload.get("code") or ({"commit": payload["git_commit"]} if payload.get("git_commit") else None)
+    return {"kind": "json", "data": payload, "command": command if isinstance(command, list) else None, "code": code}
 
 
 def record(name: str, source: Path, results_dir: Path, command: list[str] | None = None) -> Path:
@@ -247,7 +251,74 @@ def block_temporal(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _measured(rec: dict[str, Any]) -> str:
+    """Where a recorded benchmark came from: its command and commit (benchmarks state their machine's load)."""
+    code = rec.get("code") or {}
+    return (f"`{' '.join(rec['command'])}` at commit `{(code.get('commit') or 'unknown')[:10]}`"
+            f"{' (with uncommitted changes)' if code.get('dirty') else ''}")
+
+
+def block_device_latency(results_dir: Path) -> str:
+    """Per-frame device time of the deployed policy (``benchmarks/device_latency.py``)."""
+    rec = load(results_dir, "device-latency")
+    d = rec["data"]
+    lines = [f"| part | median ms | p99 ms | median / {d['period_ms']:.1f} ms frame period |", "|---|---:|---:|---:|"]
+    for r in d["results"]:
+        lines.append(f"| {r['part']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} | {r['median_ms'] / d['period_ms']:.0%} |")
+    total = next(r for r in d["results"] if r["part"] == "total")
+    verdict = "meets" if total["median_ms"] <= d["goal_ms"] else "misses"
+    p99 = "meets" if total["p99_ms"] <= d["goal_ms"] else "misses"
+    lines += ["", f"{d['frames']} frames ({d['frame_source']}), one core, ONNX Runtime on {d['threads']} thread(s), "
+              f"load average {d.get('load_average_1min', float('nan')):.1f} when measured. The median {verdict} the goal "
+              f"of a third of the frame period ({d['goal_ms']:.1f} ms) and the p99 {p99} it. Measured by "
+              f"{_measured(rec)}."]
+    return "\n".join(lines)
+
+
+def block_live_parity(results_dir: Path) -> str:
+    """Sim vs live on several held-out traces (``benchmarks/live_parity.py``)."""
+    rec = load(results_dir, "live-parity")
+    d = rec["data"]
+    rows = d["rows"]
+    lines = ["| trace | live acc | sim acc | live MB/frame | sim MB/frame | live p50 ms | sim p50 ms | action agreement "
+             "| live / sim miss rate | fps | faults |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        faults = ", ".join(f"{k} {v}" for k, v in r["faults"].items()) or "none"
+        lines.append(f"| {r['family']}/{r['trace'][-28:]} | {r['live_accuracy']:.3f} | {r['sim_accuracy']:.3f} | "
+                     f"{r['live_mb_per_frame']:.4f} | {r['sim_mb_per_frame']:.4f} | {r['live_latency_p50']:.1f} | "
+                     f"{r['sim_latency_p50']:.1f} | {r['action_agreement']:.2f} | {r['live_miss_rate']:.2f} / "
+                     f"{r['sim_miss_rate']:.2f} | {r['fps_achieved']:.1f} | {faults} |")
+    gap = sum(r["live_accuracy"] - r["sim_accuracy"] for r in rows) / len(rows)
+    agree = sum(r["action_agreement"] for r in rows) / len(rows)
+    a = d["args"]
+    met = abs(gap) <= 0.01 and agree >= 0.95
+    lines += ["", f"{len(rows)} held-out traces x {float(a['seconds']):g} s, policy {a['policy']}, time dilation "
+              f"{float(a['slowdown']):g}x. Live minus sim accuracy averages {gap:+.3f}; action agreement averages "
+              f"{agree:.2f}: the issue's goals (within 1 point, >= 95% agreement) are "
+              f"{'met' if met else '**not met**'}. Measured by {_measured(rec)}."]
+    return "\n".join(lines)
+
+
+def block_ablation(results_dir: Path) -> str:
+    """Training variants measured against the tuned references (``benchmarks/rl_ablation.py``)."""
+    rec = load(results_dir, "ablation")
+    d = rec["data"]
+    lines = ["| method | steps | seeds | wall s per run | best validation (mean) | held-out, 2 episodes/trace (mean) | "
+             "held-out minus cachenet, per seed |", "|---|---:|---:|---:|---:|---:|---|"]
+    for name, e in d["summary"].items():
+        lines.append(f"| {name} | {d['timesteps']:,} | {len(e['seeds'])} | {e['wall_s_mean']:.0f} | "
+                     f"{e['best_val_accuracy_mean']:.3f} | {e['test_accuracy_mean']:.3f} | "
+                     + ", ".join(f"{v:+.3f}" for v in e["test_minus_cachenet_per_seed"]) + " |")
+    refs = ", ".join(f"{n} {v['all']:.3f}" for n, v in d["references_test"].items())
+    lines += ["", f"References on the same held-out episodes: {refs}. Measured by {_measured(rec)}, a reduced budget "
+              f"({d['timesteps']:,} steps, not the main job's), so it ranks candidates and is no headline."]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
+    "ablation": block_ablation,
+    "device-latency": block_device_latency,
+    "live-parity": block_live_parity,
     "temporal": block_temporal,
     "main-table": block_main_table,
     "main-claim": block_main_claim,
