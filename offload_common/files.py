@@ -112,7 +112,8 @@ def publish_mode(path: str | os.PathLike, folder: bool = False) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine (signal 0; one we may not signal exists too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,7 +156,7 @@ def remove_stale_temporaries(path: str | os.PathLike, kinds: tuple[str, ...] = (
             match = pattern.fullmatch(entry.name)
             if match is None:
                 continue
-            if match.group(1) is not None and _pid_alive(int(match.group(1))):
+            if match.group(1) is not None and pid_alive(int(match.group(1))):
                 break
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

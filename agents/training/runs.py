@@ -40,6 +40,7 @@ from offload_common.files import (
     atomic_path,
     check_output_dir,
     delete_recorded,
+    pid_alive,
     read_json,
     read_json_object,
     record_files,
@@ -99,16 +100,6 @@ def check_not_run_dir(out: Path, flag: str = "--out", what: str = "a report") ->
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 _HELD_LOCKS: set[Path] = set()
 
 
@@ -148,7 +139,7 @@ def lock_run(out: Path) -> Path:
             if pid == os.getpid() and host == me["host"]:
                 _HELD_LOCKS.add(lock)
                 return lock
-            if pid is not None and (host != me["host"] or _pid_alive(pid)):
+            if pid is not None and (host != me["host"] or pid_alive(pid)):
                 where = "" if host == me["host"] else f" on host {host}"
                 raise RunFolderError(f"--out {out} is being written by another process (PID {pid}{where}, lock "
                                      f"{lock}): two writers would corrupt the run; wait for it to finish or stop it "
