@@ -144,7 +144,10 @@ def profile_student(profile_path: str | os.PathLike, profile: Any) -> Path:
     path = Path(profile_path)
     build = profile.meta.get("build", {})
     recorded = profile.meta.get("student_onnx", {})
-    if path.resolve() == perception.DEFAULT_PROFILE.resolve():
+    committed = perception.DEFAULT_PROFILE
+    if path.resolve() == committed.resolve() or (path.is_file() and committed.is_file()
+                                                  and sha256_file(path) == sha256_file(committed)):
+        # the committed profile, also as another checkout's copy (a run folder moved between checkouts)
         student = perception.DEFAULT_STUDENT
     else:
         name = recorded.get("file") or f"{build.get('student')}-{build.get('student_res')}-features-int8.onnx"

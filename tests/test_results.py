@@ -1,0 +1,118 @@
+"""The README states what results/ holds: its numbers are rendered from recorded JSON, and a stale one fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import train_agent
+from agents.workflow import results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_states_what_results_holds() -> None:
+    stale = results.check_readme(ROOT / "README.md", ROOT / "results")
+    assert stale == [], f"README blocks {stale} are stale: run `train_agent.py results --update`"
+    assert train_agent.main(["results", "--check"]) == 0
+
+
+def test_every_results_file_names_its_command_and_commit() -> None:
+    files = sorted((ROOT / "results").glob("*.json"))
+    assert files, "results/ holds no recorded results"
+    for path in files:
+        payload = json.loads(path.read_text())
+        assert payload["format"] == results.FORMAT and payload["name"] == path.stem, path
+        assert payload["command"] and all(isinstance(a, str) for a in payload["command"]), path
+        assert payload["code"]["commit"] and len(payload["code"]["commit"]) == 40, path
+
+
+def _tiny_results(tmp_path: Path, diff: float, lo: float, hi: float) -> Path:
+    """A hand-made main job's results: local, cachenet, ppo and the oracle on two families."""
+    def metrics(acc: float) -> dict:
+        return {"accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01], "episodes": 4, "mb_per_frame": 0.001,
+                "action_mix": {"local": 0.5, "offload@160": 0.2, "reuse": 0.3}}
+
+    report = {name: {"a": metrics(acc), "all": metrics(acc)} for name, acc in
+              (("local", 0.6), ("cachenet", 0.7), ("ppo", 0.7 + diff), ("oracle", 0.9))}
+    pair = {"difference": diff, "difference_ci95": [lo, hi], "gap_closed": diff / 0.2}
+    meta = {"best_heuristic": "cachenet", "policies": {"ppo": {"framework": "sb3"}},
+            "paired_vs_best_heuristic": {"ppo": {"a": pair, "all": pair}},
+            "run": {"test_traces": 2, "episodes_per_trace": 2, "total_seconds": 75.0, "env_config": {}}}
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "main.json").write_text(json.dumps({
+        "format": results.FORMAT, "name": "main", "command": ["train_agent.py"], "code": {"commit": "ab" * 20},
+        "kind": "report", "report": report, "meta": meta}))
+    return folder
+
+
+def test_claim_wording_follows_the_interval(tmp_path: Path) -> None:
+    folder = _tiny_results(tmp_path, 0.004, -0.002, 0.010)
+    text = results.block_main_claim(folder)
+    assert "+0.004 [-0.002, +0.010]" in text and "**not** significant" in text and "win" not in text
+    shutil.rmtree(folder)
+    folder = _tiny_results(tmp_path, 0.030, 0.020, 0.040)
+    text = results.block_main_claim(folder)
+    assert "+0.030 [+0.020, +0.040] overall (a significant win, 15% of the cachenet-to-oracle gap)" in text
+    shutil.rmtree(folder)
+    folder = _tiny_results(tmp_path, -0.02, -0.03, -0.01)
+    assert "a significant loss" in results.block_main_claim(folder)
+
+
+def test_table_bolds_the_best_deployable_policy(tmp_path: Path) -> None:
+    table = results.block_main_table(_tiny_results(tmp_path, 0.03, 0.02, 0.04))
+    assert "| ppo | **0.730 [0.720, 0.740]** |" in table
+    assert "| oracle (reference, not deployable) | 0.900" in table  # the oracle is never bold
+    assert "| local | 0.600 [0.590, 0.610] | 0.600 [0.590, 0.610] | 0.0010 | 50% local, 30% reuse, 20% offloads |" \
+        in table
+    assert "1 min 15 s" in table and "`abababab" in table
+
+
+def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:
+    folder = _tiny_results(tmp_path, 0.03, 0.02, 0.04)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results:main-claim -->\nPPO wins by +0.033.\n<!-- /results:main-claim -->\n")
+    assert results.check_readme(readme, folder) == ["main-claim"]
+    code = train_agent.main(["results", "--check", "--readme", str(readme), "--results", str(folder)])
+    assert code == 1
+    assert results.update_readme(readme, folder) == ["main-claim"]
+    assert results.check_readme(readme, folder) == []
+    assert "+0.030 [+0.020, +0.040]" in readme.read_text() and readme.read_text().startswith("# x\n")
+
+
+def test_unknown_block_and_missing_results_are_named(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:nope -->\nx\n<!-- /results:nope -->\n")
+    with pytest.raises(results.ResultsError, match=r"\['nope'\] have no renderer"):
+        results.check_readme(readme, tmp_path)
+    readme.write_text("<!-- results:main-claim -->\nx\n<!-- /results:main-claim -->\n")
+    with pytest.raises(results.ResultsError, match=r"main.json: missing"):
+        results.check_readme(readme, tmp_path)
+
+
+def test_record_keeps_the_report_without_episode_arrays(tmp_path: Path) -> None:
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "report.json").write_text(json.dumps({"local": {"all": {"accuracy": 0.5, "episode_accuracy": [0.5]}}}))
+    (rep / "report_meta.json").write_text(json.dumps({"run": {"command": ["train_agent.py", "evaluate"]}}))
+    path = results.record("tiny", rep, tmp_path / "results")
+    got = json.loads(path.read_text())
+    assert got["report"] == {"local": {"all": {"accuracy": 0.5}}}
+    assert got["command"] == ["train_agent.py", "evaluate"] and got["code"]["commit"]
+    with pytest.raises(results.ResultsError, match="expected lower-case"):
+        results.record("Bad Name", rep, tmp_path / "results")
+
+
+@pytest.mark.slow
+def test_the_main_job_reproduces_its_recorded_results(tmp_path: Path) -> None:
+    """README command 1's job, re-run: its report equals results/main.json (reports are deterministic on one
+    machine and library versions)."""
+    recorded = results.load(ROOT / "results", "main")
+    assert recorded["command"] == ["train_agent.py", "run"]  # README command 1 (no subcommand means run)
+    out = tmp_path / "run"
+    assert train_agent.main(["--out", str(out), "--no-progress"]) == 0
+    assert results.collect(out)["report"] == recorded["report"]
