@@ -73,7 +73,7 @@ def test_server_answers_are_the_profiles_on_the_same_jpeg(server, profile) -> No
     assert health["weights_sha256"] == profile.meta["weights_sha256"]
     quality = profile.meta["jpeg_quality"]
     for scene in (3, 517):
-        first = int(np.flatnonzero(profile.clip == scene)[0])
+        first = int(np.flatnonzero(profile.scene == scene)[0])
         for k, frame in enumerate(rendered_frames(profile, scene, 2)):
             i = first + k
             for r, res in enumerate(profile.resolutions):

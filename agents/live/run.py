@@ -179,7 +179,7 @@ def profile_episode(profile, n_scenes: int, fps: float, seconds: float | None, c
     limit = None if seconds is None else max(1, int(round(seconds * fps)))
     frames, rows = [], []
     for s in chosen:
-        idx = np.flatnonzero(profile.clip == s)
+        idx = np.flatnonzero(profile.scene == s)
         take = len(idx) if limit is None else min(len(idx), limit - len(frames))
         with Image.open(photos[s].path) as img:
             for k, f in enumerate(render_scene(img, spec, seed=int(build["seed"]) * 1_000_003 + s, n_frames=len(idx))):
@@ -190,7 +190,7 @@ def profile_episode(profile, n_scenes: int, fps: float, seconds: float | None, c
         if limit is not None and len(frames) >= limit:
             break
     rows = np.array(rows)
-    used = sorted(set(profile.clip[rows].tolist()), key=chosen.index)
+    used = sorted(set(profile.scene[rows].tolist()), key=chosen.index)
     return Episode(frames, profile.label[rows].astype(int), rows, used, fps, f"profile scenes {used}")
 
 
@@ -371,7 +371,7 @@ def run_sim(bundle, profile, trace, episode: Episode, start_s: float, policy) ->
         raise ValueError(f"the env rebuilt from the bundle has another observation spec ({mine.to_dict()}) than the "
                          f"bundle ({bundle.spec.to_dict()}): the profile's latencies are not the bundle's")
     scene_start = env.core.scene_start
-    scenes = np.asarray(profile.clip[episode.rows])
+    scenes = np.asarray(profile.scene[episode.rows])
     pieces = []
     for s in dict.fromkeys(scenes.tolist()):
         rows = episode.rows[scenes == s]
