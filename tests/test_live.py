@@ -327,7 +327,7 @@ def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, server
     assert set(report["live"]["latency_ms"]) == {"p50", "p90", "p99"}
     n = report["frames"]
     assert n == 30 and len(report["records"]) == n  # 2 s at 15 fps
-    assert sorted(p.name for p in out.iterdir()) == ["live.json", "live.md", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".offload-gym-files.json", "live.json", "live.md", "timeline.png"]
     assert json.loads((out / "live.json").read_text())["frames"] == n
     assert "| accuracy |" in (out / "live.md").read_text()
     assert set(report["faults"]) <= {"timeout"}  # a healthy server; under load some answers take > 5 s
