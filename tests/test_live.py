@@ -373,6 +373,15 @@ def test_live_needs_force_for_a_second_run_and_checks_its_flags(bundle, shared_t
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_a_second_live_run_with_force_replaces_the_first(bundle, shared_traces, tmp_path) -> None:
+    """A live folder holds the project's file manifest beside its three outputs: --force replaces them all."""
+    out = tmp_path / "live"
+    first = live(bundle, shared_traces, out, force=False, seconds=1.0)
+    assert (out / ".offload-gym-files.json").is_file()
+    second = live(bundle, shared_traces, out, force=True, seconds=1.0)
+    assert second["frames"] == first["frames"] and json.loads((out / "live.json").read_text())["frames"] == 15
+
+
 def free_port() -> int:
     import socket
 

@@ -71,12 +71,12 @@ def check_inputs(cfg: LiveConfig):
     the trace."""
     from agents.deploy import load_bundle
     from bandwidth_traces import load_traces
-    from offload_common.files import check_output_dir
+    from offload_common.files import MANIFEST, check_output_dir
 
     out = check_output_dir(cfg.out, "--out")
     if (out / "live.json").exists() and not cfg.force:
         raise ValueError(f"--out {out} holds a live run (live.json); pass --force to replace it")
-    if out.exists() and any(out.iterdir()) and not all(p.name in OUTPUTS for p in out.iterdir()):
+    if out.exists() and not all(p.name in (*OUTPUTS, MANIFEST) for p in out.iterdir()):
         raise ValueError(f"--out {out}: folder holds other files than a live run's ({', '.join(OUTPUTS)}); "
                          "give a new or empty folder")
     if (cfg.scenes is None) == (not cfg.videos):
