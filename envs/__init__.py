@@ -1,6 +1,6 @@
 """The Gymnasium environment: a device choosing local / offload-at-r / teacher / reuse per frame over real traces.
 
-``import envs`` registers ``offload/FrameOffload-v1`` (single env; its ``vector_entry_point`` is the batched
+``import envs`` registers ``offload/FrameOffload-v2`` (single env; its ``vector_entry_point`` is the batched
 ``OffloadVectorEnv``), so ``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` works.
 """
 
@@ -12,13 +12,14 @@ from offload_common.observation import SIGNALS, ObservationSpec, build_observati
 
 from . import kernel  # noqa: F401  (public: envs.kernel, the compiled dynamics)
 from .config import EnvConfig
-from .core import OffloadDynamics, select_profile, select_traces
+from .core import OffloadDynamics, decision_seconds, observation_spec, select_profile, select_traces
 from .offload_env import OffloadEnv, OffloadVectorEnv, default_inputs
 
-ENV_ID = "offload/FrameOffload-v1"
+ENV_ID = "offload/FrameOffload-v2"
 
 __all__ = ["ENV_ID", "SIGNALS", "EnvConfig", "ObservationSpec", "OffloadDynamics", "OffloadEnv", "OffloadVectorEnv",
-           "build_observation", "default_inputs", "select_profile", "select_traces"]
+           "build_observation", "decision_seconds", "default_inputs", "observation_spec", "select_profile",
+           "select_traces"]
 
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="envs.offload_env:OffloadEnv",

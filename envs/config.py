@@ -10,6 +10,14 @@ import numpy as np
 
 Split = Literal["train", "test", "all"]
 
+# Measured on the live pipeline (``train_agent.py live``: the device controller, the paced loopback uplink and the edge
+# server as real processes on this project's 2-core machine; issue 22). The device loop took 20.8 ms per frame
+# (median) from capture to decision, of which the int8 student is the profile's 1.3 ms; each answer came back 4.4 ms
+# (median) later than upload + round trip + the server's own reported time.
+DEVICE_MS = 19.5  # the device's work after the student, before it decides
+REQUEST_MS = 4.4  # per remote answer: the HTTP request's framing and both ends' event loops
+V1_TIMING = {"device_ms": 0.0, "request_ms": 0.0}  # the env's timing before these were measured (v1)
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
@@ -32,7 +40,11 @@ class EnvConfig:
     *which* frames to send, at what size, and when an answer already held is still good, matters. Edge RTT 30 ms
     and cloud (teacher) RTT 80 ms are typical LTE and wide-area values.
     Server and teacher compute times are the batch-1 latencies measured when the profile was built (ONNX Runtime
-    on a CPU), scaled by ``compute_scale`` (set < 1 to model a GPU server).
+    on a CPU), scaled by ``compute_scale`` (set < 1 to model a GPU server). The device decides ``student_ms +
+    device_ms`` after capture: besides the int8 student it computes the calibrated top-k, the embedding, the
+    distilled head, one JPEG per remote action and the policy, and on the live pipeline that whole loop took 20.8
+    ms (median), not the student's 1.3 ms; every remote answer also costs ``request_ms`` beyond the upload, the
+    round trip and the model (the HTTP request on both ends), 4.4 ms measured there.
 
     Attributes:
         fps: frame rate of the camera. None (default): the profile's ``meta["fps"]`` (30 for profiles without
@@ -42,7 +54,10 @@ class EnvConfig:
         episode_frames: frames per episode (the episode is truncated after them).
         edge_rtt_ms / cloud_rtt_ms: network round trip to the edge server / to the teacher, beyond the upload.
         compute_scale: multiplies the profile's measured server and teacher compute times.
-        student_ms: on-device inference time before a decision; None uses the profile's measured int8 latency.
+        student_ms: on-device inference time of the student; None uses the profile's measured int8 latency.
+        device_ms: the rest of the device's work before it decides (features, JPEG encodes, policy); a frame's
+            decision comes ``student_ms + device_ms`` after its capture.
+        request_ms: per remote answer, time beyond upload, round trip and compute (request framing, event loops).
         byte_cost: reward penalty per megabyte sent (0: pure accuracy).
         reward_baseline: ``"none"`` (reward = 1 if the answer used is correct) or ``"local"`` (minus whether the
             local answer would have been correct). The local answer's correctness does not depend on the action,
@@ -65,6 +80,8 @@ class EnvConfig:
     cloud_rtt_ms: float = 80.0
     compute_scale: float = 1.0
     student_ms: float | None = None
+    device_ms: float = DEVICE_MS
+    request_ms: float = REQUEST_MS
     byte_cost: float = 0.0
     reward_baseline: Literal["none", "local"] = "none"
     history: int = 4
@@ -108,6 +125,8 @@ class EnvConfig:
         need(self.cloud_rtt_ms >= 0, "cloud_rtt_ms", ">= 0")
         need(self.compute_scale >= 0, "compute_scale", ">= 0")
         need(self.student_ms is None or self.student_ms >= 0, "student_ms", "None or >= 0")
+        need(self.device_ms >= 0, "device_ms", ">= 0")
+        need(self.request_ms >= 0, "request_ms", ">= 0")
         need(self.byte_cost >= 0, "byte_cost", ">= 0")
         need(self.reward_baseline in ("none", "local"), "reward_baseline", "'none' or 'local'")
         need(self.history >= 1, "history", "an int >= 1")
@@ -134,12 +153,13 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
-        """Rebuild from ``to_dict`` output; unknown keys are an error naming them."""
+        """Rebuild from ``to_dict`` output; unknown keys are an error naming them. ``device_ms`` and ``request_ms``
+        missing (a record of v1, before they existed) mean 0, the timing that record's env had."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown EnvConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(data)
+        d = {**V1_TIMING, **data}  # a record without them was written before v2: the device loop and requests cost 0
         if d.get("trace_families") is not None:
             d["trace_families"] = tuple(d["trace_families"])
         return cls(**d)
@@ -148,7 +168,8 @@ class EnvConfig:
 # the form each field must have (checked before its range); every EnvConfig field has an entry
 _FIELD_TYPES = {
     "fps": "number or None", "deadline_ms": "number", "episode_frames": "int", "edge_rtt_ms": "number",
-    "cloud_rtt_ms": "number", "compute_scale": "number", "student_ms": "number or None", "byte_cost": "number",
+    "cloud_rtt_ms": "number", "compute_scale": "number", "student_ms": "number or None", "device_ms": "number",
+    "request_ms": "number", "byte_cost": "number",
     "reward_baseline": "str", "history": "int", "max_queue": "int", "rate_ema": "number", "prior_mbps": "number",
     "oracle_bandwidth": "bool", "profile_split": "str", "trace_split": "str", "test_fraction": "number",
     "split_seed": "int", "trace_families": "families", "skip_downlink": "bool",

@@ -1,8 +1,9 @@
 """The one dynamics core behind all three environments (the single env is batch size 1), so they cannot drift.
 
-Per frame n of an episode on trace ``trace``, captured at t = start_s + n / fps: the device runs its student
-(student_s), then acts at td = t + student_s. An offload waits for the FIFO uplink (start = max(td, link_free)),
-takes ``Trace.transfer_time(start, bytes)`` to upload, then the round trip and the model's compute time. The answer
+Per frame n of an episode on trace ``trace``, captured at t = start_s + n / fps: the device runs its student and
+the rest of its loop (student_s: ``EnvConfig.student_ms + device_ms``), then acts at td = t + student_s. An offload
+waits for the FIFO uplink (start = max(td, link_free)), takes ``Trace.transfer_time(start, bytes)`` to upload, then
+the round trip and the answer's time: the model's compute plus the per-request overhead (``request_ms``). The answer
 counts if it is back by t + deadline; otherwise the local answer is used (the bytes were spent, the link stayed
 busy). Each completed upload yields a throughput measurement (bytes / upload time) that the device sees once it
 completed. The step itself is compiled (``envs.kernel``); this module derives its constants once from the profile,
@@ -73,17 +74,35 @@ def scene_table(scene: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
 
 
 def _latencies_s(profile: FrameProfile, config: EnvConfig) -> tuple[NDArray, NDArray, float]:
-    """Round trip and compute seconds per remote action (R resolutions, teacher), and the student's seconds."""
+    """Round trip and answer seconds per remote action (R resolutions, teacher), and the decision's delay after
+    capture. An answer's time beyond the round trip is the model's compute (the profile's, x ``compute_scale``)
+    plus the per-request overhead ``request_ms``; the decision comes after the student and the rest of the device
+    loop (``device_ms``)."""
     lat = profile.meta.get("latency_ms", {})
     res = profile.resolutions
     teacher_key = next((k for k in lat if k.startswith("teacher@")), None)
     compute_ms = [lat.get(f"server@{x}", 0.0) for x in res] + [lat.get(teacher_key, 0.0) if teacher_key else 0.0]
-    compute_s = np.array(compute_ms) * config.compute_scale / 1000.0
+    compute_s = (np.array(compute_ms) * config.compute_scale + config.request_ms) / 1000.0
     rtt_s = np.array([config.edge_rtt_ms] * len(res) + [config.cloud_rtt_ms]) / 1000.0
     student_key = next((k for k in lat if k.startswith("student_int8@")), None)
     student_ms = (config.student_ms if config.student_ms is not None
                   else lat.get(student_key, 0.0) if student_key else 0.0)
-    return rtt_s, compute_s, student_ms / 1000.0
+    return rtt_s, compute_s, (student_ms + config.device_ms) / 1000.0
+
+
+def observation_spec(profile: FrameProfile, config: EnvConfig) -> ObservationSpec:
+    """The ``ObservationSpec`` of an env over ``profile`` (the profile of the scenes it replays) with ``config``:
+    the one derivation, used by the env and by whoever must rebuild an env's timing (the live run's simulator)."""
+    rtt_s, compute_s, _ = _latencies_s(profile, config)
+    return ObservationSpec(
+        top_k=profile.top_k, history=config.history, resolutions=profile.resolutions, deadline_s=config.deadline_s,
+        remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
+        max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
+
+
+def decision_seconds(profile: FrameProfile, config: EnvConfig) -> float:
+    """Seconds from a frame's capture to the device's decision (student + the rest of the device loop)."""
+    return _latencies_s(profile, config)[2]
 
 
 def _pack_traces(traces: Sequence[Trace]) -> dict[str, NDArray]:
@@ -113,12 +132,8 @@ class OffloadDynamics:
         self.fps = profile_fps(profile, config)
         self.scene_start, self.scene_len = scene_table(prof.scene)
 
-        rtt_s, compute_s, student_s = _latencies_s(prof, config)
-        self.spec = ObservationSpec(
-            top_k=prof.top_k, history=config.history, resolutions=prof.resolutions, deadline_s=config.deadline_s,
-            remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
-            max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
-        self.student_s = student_s
+        self.spec = observation_spec(prof, config)
+        self.student_s = student_s = decision_seconds(prof, config)
         frames, self.columns = frame_table(prof)
         params = np.zeros(1, kernel.PARAMS)
         values = {"frame_s": 1.0 / self.fps, "deadline_s": config.deadline_s, "deadline_ms": config.deadline_ms,
@@ -134,7 +149,8 @@ class OffloadDynamics:
         emb = prof.embedding.astype(np.float64)
         embedding = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.tables = kernel.Tables(
-            params=params, frames=frames, embedding=embedding, remote_times=np.stack([rtt_s, compute_s]),
+            params=params, frames=frames, embedding=embedding,
+            remote_times=np.array([self.spec.remote_rtt_s, self.spec.remote_compute_s], np.float64),
             obs_consts=observation_constants(self.spec)[1], scenes=np.stack([self.scene_start, self.scene_len], 1),
             **_pack_traces(self.traces))
         self._kernel_tables = tuple(self.tables)

@@ -122,7 +122,7 @@ class OffloadEnv(gym.Env):
 
     ## Examples
     >>> import gymnasium as gym, envs
-    >>> env = gym.make("offload/FrameOffload-v1", config=envs.EnvConfig(episode_frames=3))
+    >>> env = gym.make("offload/FrameOffload-v2", config=envs.EnvConfig(episode_frames=3))
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape == env.observation_space.shape and obs.dtype.name
     'float32'
@@ -136,6 +136,10 @@ class OffloadEnv(gym.Env):
     RuntimeError: the episode is over (truncated after 3 frames): call reset() before stepping again
 
     ## Version History
+    * v2: timing measured on the live pipeline (issue 22): a decision comes after the device's whole loop
+      (``EnvConfig.device_ms``: top-k, embedding, distilled head, one JPEG per remote action, policy; 19.5 ms beyond
+      the student's 1.3 ms), not the student alone, and every remote answer costs ``request_ms`` (4.4 ms: the HTTP
+      request on both ends) beyond upload, round trip and compute. ``device_ms=0, request_ms=0`` gives v1's timing.
     * v1: compiled dynamics (same physics); episodes are scene pieces of profiles with scenes of varying length
       played at the profile's fps; episodes come from a per-env random stream (so the episode a seed gives
       differs from v0's); stepping before reset or after the end raises a clear RuntimeError; the reuse action
@@ -222,7 +226,7 @@ class OffloadEnv(gym.Env):
         """With ``render_mode="rgb_array"``: the episode so far as an RGB uint8 image [600, 800, 3] (uplink
         throughput, backlog, each frame's action, correct or wrong, cache age); with None, warns and returns None."""
         if self._drawing is None:
-            env_id = self.spec.id if self.spec is not None else "offload/FrameOffload-v1"
+            env_id = self.spec.id if self.spec is not None else "offload/FrameOffload-v2"
             gym.logger.warn("You are calling render method without specifying any render mode. You can specify the "
                             f'render_mode at initialization, e.g. gym.make("{env_id}", render_mode="rgb_array")')
             return None

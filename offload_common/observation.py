@@ -72,7 +72,7 @@ class ObservationSpec:
     resolutions: tuple[int, ...]
     deadline_s: float
     remote_rtt_s: tuple[float, ...]  # per remote action (R resolutions, then teacher)
-    remote_compute_s: tuple[float, ...]
+    remote_compute_s: tuple[float, ...]  # an answer's time beyond upload and round trip: compute + request overhead
     max_queue: int
     prior_mbps: float
     oracle_bandwidth: bool = False

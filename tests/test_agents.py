@@ -74,7 +74,8 @@ def _factory(profile, cfg):
 def test_paired_episodes_and_baseline_ordering() -> None:
     prof = hand_profile(n_clips=4)
     traces = [constant_trace(8.0), outage_trace(), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=12, profile_split="all",
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                    device_ms=0.0, request_ms=0.0, episode_frames=12, profile_split="all",
                     trace_split="all")
     pols = {"local": ConstantPolicy(0, "local"), "offload@100": ConstantPolicy(1, "offload@100"),
             "random": RandomPolicy(4, seed=3), "oracle": HindsightOracle()}
@@ -97,7 +98,8 @@ def test_paired_episodes_and_baseline_ordering() -> None:
 def test_report_files(tmp_path: Path) -> None:
     prof = hand_profile(n_clips=4)
     traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=10, profile_split="all",
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                    device_ms=0.0, request_ms=0.0, episode_frames=10, profile_split="all",
                     trace_split="all")
     pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle(),
             "cbo": CBOPolicy(np.array([1.0, 1.0]), 1.0, tau=0.0)}

@@ -113,7 +113,8 @@ class LinkOnlyEnv:
         return Guarded({k: (~v if k in ("correct", "student_correct", "reuse_correct") else v) for k, v in p.items()})
 
 
-CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
+CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                device_ms=0.0, request_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
 TRACES = [constant_trace(8.0), outage_trace(), constant_trace(0.5, 50.0, "slow")]
 
 

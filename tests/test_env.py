@@ -14,7 +14,8 @@ from envs import EnvConfig, OffloadEnv, OffloadVectorEnv
 from envs.sb3 import SB3OffloadVecEnv
 
 # 10 fps, 200 ms deadline, edge RTT 30 ms, cloud RTT 50 ms, no student time: every number below is by hand
-HAND = EnvConfig(fps=10, deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=8,
+HAND = EnvConfig(fps=10, deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0,
+                 device_ms=0.0, request_ms=0.0, episode_frames=8,
                  profile_split="all", trace_split="all")
 
 
@@ -33,6 +34,25 @@ def test_frame_that_makes_its_deadline() -> None:
     fields = env.observation_fields
     assert obs[fields.index("meas1_log_mbps")] == pytest.approx(np.log10(8.0) / 2, abs=1e-6)
     assert obs[fields.index("meas_count")] == pytest.approx(1 / HAND.history)
+
+
+def test_v2_timing_adds_the_device_loop_and_the_request_overhead() -> None:
+    """v2: the decision comes student + device loop after capture, the answer request_ms after the model."""
+    env = hand_env(device_ms=20.0, request_ms=5.0)
+    env.reset(seed=0, options={"start_s": 5.0, "scenes": [0]})
+    _, _, _, _, info = env.step(0)
+    assert info["latency_ms"] == pytest.approx(20.0)  # a local answer: the device loop
+    _, _, _, _, info = env.step(1)  # 20 ms loop + 50 ms upload + 30 ms RTT + 10 ms compute + 5 ms request
+    assert info["used_remote"] and info["latency_ms"] == pytest.approx(115.0)
+    assert env.core.spec.remote_compute_s[0] == pytest.approx(0.015) and env.core.student_s == pytest.approx(0.020)
+
+
+def test_a_v1_config_record_keeps_v1_timing() -> None:
+    """A config dict written before device_ms / request_ms existed rebuilds with the timing its env had (0)."""
+    old = {k: v for k, v in EnvConfig().to_dict().items() if k not in ("device_ms", "request_ms")}
+    cfg = EnvConfig.from_dict(old)
+    assert cfg.device_ms == 0.0 and cfg.request_ms == 0.0
+    assert EnvConfig().device_ms > 0 and EnvConfig.from_dict(EnvConfig().to_dict()) == EnvConfig()
 
 
 def test_reuse_returns_the_cached_answer_and_late_answers_fill_the_cache() -> None:

@@ -12,7 +12,8 @@ import envs.offload_env
 from envs import EnvConfig, OffloadEnv, OffloadVectorEnv, kernel
 from envs.sb3 import SB3OffloadVecEnv
 
-HAND = EnvConfig(deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=8,
+HAND = EnvConfig(deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0,
+                 device_ms=0.0, request_ms=0.0, episode_frames=8,
                  profile_split="all", trace_split="all")  # fps: the hand profile's 10
 
 

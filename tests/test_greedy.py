@@ -25,7 +25,8 @@ from agents.policies.tuning import TAU_GRID, coordinate_search, grid_search
 from envs import EnvConfig, OffloadVectorEnv
 from perception import FrameProfile
 
-CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
+CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                device_ms=0.0, request_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
 TRACES = [constant_trace(8.0), outage_trace(), constant_trace(0.5, 50.0, "slow")]
 
 

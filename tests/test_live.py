@@ -312,6 +312,7 @@ def live(bundle: Path, shared_traces: Path, out: Path, **kw):
 
 
 REPORT_FIELDS = {"frames", "fps", "fps_achieved", "live", "sim", "action_agreement", "faults", "records", "device",
+                 "observation_divergence",
                  "pacer", "trace", "start_s", "policy"}
 SUMMARY_FIELDS = {"accuracy", "mb_per_frame", "miss_rate", "latency_ms", "sent", "refused", "actions"}
 
@@ -345,6 +346,37 @@ def test_live_loopback_run_reports_live_beside_sim(bundle, shared_traces, server
     assert abs(report["live"]["accuracy"] - report["sim"]["accuracy"]) <= 0.1
     assert report["action_agreement"] >= 0.8
     assert report["live"]["mb_per_frame"] == pytest.approx(report["sim"]["mb_per_frame"], rel=0.5)
+
+
+def test_observation_divergence_names_the_fields_that_left_the_simulator() -> None:
+    from agents.live.run import observation_divergence
+
+    sim = np.zeros((4, 3))
+    live = sim.copy()
+    live[2:, 1] = 0.5  # field b differs from frame 2 on
+    live[3, 2] = 1e-4  # below the tolerance
+    div = observation_divergence(live, sim, ["a", "b", "c"])
+    assert div["frames_any"] == 2 and div["first_frame"] == 2
+    assert div["fields"] == {"b": {"frames": 2, "first_frame": 2, "mean_abs": 0.25}}
+    assert observation_divergence(sim, sim, ["a", "b", "c"])["first_frame"] is None
+
+
+def test_answer_timing_splits_an_answer_by_hand() -> None:
+    """Two uploads of 10 kB on 1 MB/s back to back: the second waits 10 ms for the link. Each answer came back
+    60 ms after its upload: 30 ms round trip, a server time of 20 ms, so 10 ms outside the server."""
+    from agents.live.run import answer_timing
+    from offload_common.observation import ObservationSpec
+    from tests.helpers import constant_trace
+
+    spec = ObservationSpec(top_k=5, history=4, resolutions=(112, 160), deadline_s=0.2, remote_rtt_s=(0.03,) * 3,
+                           remote_compute_s=(0.015,) * 3, max_queue=16, prior_mbps=1.0)
+    rec = {"sent": True, "capture_ms": 0.0, "decide_ms": 5.0, "bytes": 10_000, "action_name": "offload@160",
+           "server_ms": 20.0, "inference_ms": 12.0}
+    records = [{**rec, "answer_ms": 5.0 + 10.0 + 60.0}, {**rec, "answer_ms": 5.0 + 20.0 + 60.0},
+               {**rec, "sent": False, "answer_ms": None}]
+    t = answer_timing(records, constant_trace(8.0), 0.0, spec)
+    assert t == {"answers": 2, "server_ms_p50": 20.0, "inference_ms_p50": 12.0, "modelled_ms_p50": 15.0,
+                 "outside_server_ms_p50": 10.0, "late_vs_model_ms_p50": 15.0}
 
 
 def test_live_needs_force_for_a_second_run_and_checks_its_flags(bundle, shared_traces, tmp_path) -> None:

@@ -166,7 +166,8 @@ def _hand_results():
 
     prof = hand_profile(n_clips=4)
     traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=10, profile_split="all",
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                    device_ms=0.0, request_ms=0.0, episode_frames=10, profile_split="all",
                     trace_split="all")
     pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
     res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
@@ -395,7 +396,7 @@ def test_a_killed_sweep_resumes_from_its_finished_points(tmp_path: Path) -> None
     prof = hand_profile(n_clips=6)
     train = [constant_trace(8.0, name="a"), constant_trace(0.5, 50.0, "b")]
     test = [constant_trace(4.0, name="c"), constant_trace(1.0, 50.0, "d")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=10)
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, device_ms=0.0, request_ms=0.0, episode_frames=10)
     args = (prof, train, test, cfg, ["local", "offload@100", "oracle"], {}, [], [0.5, 1.0, 2.0], [100.0, 200.0], 1, 0)
     whole = run_sweep(*args, log=lambda _: None)
     partial = tmp_path / "sweep" / "sweep-partial.json"

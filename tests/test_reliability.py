@@ -185,7 +185,8 @@ def _hand_results():
 
     prof = hand_profile(n_clips=4)
     traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=10, profile_split="all",
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                    device_ms=0.0, request_ms=0.0, episode_frames=10, profile_split="all",
                     trace_split="all")
     pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
     res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)

@@ -11,7 +11,8 @@ from envs import ENV_ID, EnvConfig, OffloadEnv
 from envs.render import CORRECT_COLOUR, LOCAL_COLOUR, WRONG_COLOUR, action_colours
 
 # the hand profile: student always wrong, server right at 100 and 200 px, teacher right; 10 fps
-HAND = EnvConfig(deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0, episode_frames=12,
+HAND = EnvConfig(deadline_ms=200, edge_rtt_ms=30, cloud_rtt_ms=50, student_ms=0.0,
+                 device_ms=0.0, request_ms=0.0, episode_frames=12,
                  profile_split="all", trace_split="all")
 
 

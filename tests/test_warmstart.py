@@ -14,7 +14,8 @@ from agents.policies import CacheNetPolicy
 from agents.training import TrainConfig, train_sb3
 from envs import EnvConfig
 
-CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
+CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
+                device_ms=0.0, request_ms=0.0, episode_frames=30, profile_split="all", trace_split="all")
 TRACES = [constant_trace(8.0), outage_trace(), constant_trace(0.5, 50.0, "slow"), constant_trace(4.0, 80.0, "mid")]
 SMALL = dict(timesteps=256, n_envs=4, n_steps=64, batch_size=64, eval_freq=128, checkpoint_freq=128,
              net_arch=(32, 32), threads=1)

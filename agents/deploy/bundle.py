@@ -9,8 +9,10 @@ Contents (``write_bundle``; every file's SHA-256 is in the manifest, and ``load_
 | ``embed_mean.npy``, ``embed_components.npy`` | the embedding projection (``offload_common.vision.embedding``) |
 | ``distill_*.npy`` | the distilled head's weights (``offload_common.vision.distilled``) |
 | ``manifest.json`` | format version; the full ``ObservationSpec``, action names, observation fields; frame rate,
-  capture size, JPEG quality and resolutions; the student's temperature and time; model names and weight hashes;
-  the SHA-256 of every other file |
+  capture size, JPEG quality and resolutions; the student's temperature, the device's time from capture to decision
+  (``device.student_s``) and the per-request overhead (``device.request_s``); the ``EnvConfig`` the policy was
+  trained with (``env_config``: the live run's simulator replays it); model names and weight hashes; the SHA-256
+  of every other file |
 
 Reading (``load_bundle``) imports NumPy only; writing imports the training code, PyTorch and ``perception``, when
 called. A bundle is written whole or not at all (built in a temporary folder beside it, then swapped in).
@@ -161,14 +163,6 @@ def profile_student(profile_path: str | os.PathLike, profile: Any) -> Path:
     return student
 
 
-def student_seconds(env_config: dict[str, Any], profile: Any) -> float:
-    """The student's time before a decision, as the env derives it (``envs.core``): ``student_ms`` when set, else
-    the profile's measured int8 latency."""
-    if env_config.get("student_ms") is not None:
-        return float(env_config["student_ms"]) / 1000.0
-    lat = profile.meta.get("latency_ms", {})
-    key = next((k for k in lat if k.startswith("student_int8@")), None)
-    return (lat[key] if key else 0.0) / 1000.0
 
 
 def write_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, profile: str | os.PathLike | None = None,
@@ -180,6 +174,7 @@ def write_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, profile
     (which is replaced whole); a folder holding anything else is refused, so nothing the project did not write is
     deleted.
     """
+    from envs import EnvConfig, decision_seconds
     from perception import FrameProfile
 
     from .export import export_run
@@ -215,6 +210,7 @@ def write_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, profile
     if prof.meta.get("weights_sha256") != info.get("profile_weights_sha256", prof.meta.get("weights_sha256")):
         raise ValueError(f"profile {profile}'s model weights differ from those the run {run} was trained with")
     student = profile_student(profile, prof)
+    config = EnvConfig.from_dict(env_config)  # the timing the policy was trained with
     meta = prof.meta
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out) as tmp:
@@ -231,9 +227,11 @@ def write_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, profile
                       "teacher_input": "the full capture frame as JPEG (the teacher resizes it to "
                                        f"{meta.get('teacher_res')} px)",
                       "format": "RGB uint8 [height, width, 3]"},
-            "device": {"student_s": student_seconds(env_config, prof), "rate_ema": float(env_config["rate_ema"]),
+            "device": {"student_s": decision_seconds(prof, config), "request_s": config.request_ms / 1000.0,
+                       "rate_ema": float(env_config["rate_ema"]),
                        "temperature": float(meta["temperature"]), "top_k": spec.top_k,
                        "embedding_dim": int(prof.device_arrays["embed_components"].shape[1])},
+            "env_config": config.to_dict(),
             "models": meta.get("models", {}), "weights_sha256": meta.get("weights_sha256", {}),
             "student_onnx": {"file": STUDENT, "source": str(student)},
             "source": {"run": str(run), "framework": info.get("framework"), "profile": str(profile),

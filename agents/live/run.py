@@ -111,18 +111,36 @@ def check_inputs(cfg: LiveConfig):
     return load_bundle(cfg.bundle), traces[0]
 
 
-def retimed(bundle, compute_scale: float, student_ms: float | None):
-    """The bundle with measured timing: every remote compute time x ``compute_scale``, the device's time before a
-    decision ``student_ms`` (the env models both: ``EnvConfig.compute_scale`` and ``student_ms``)."""
+def sim_config(bundle, compute_scale: float = 1.0, student_ms: float | None = None):
+    """The ``EnvConfig`` the bundle's policy was trained with (the manifest's ``env_config``), replaying every scene
+    of a profile on any trace; a heuristic may be deployed with measured timing instead: its server and teacher
+    compute x ``compute_scale``, its whole device time before a decision ``student_ms``."""
+    from envs import EnvConfig
+
+    if "env_config" not in bundle.manifest:
+        raise ValueError(f"{bundle.root / 'manifest.json'} has no env_config (written before the env's v2 timing): "
+                         "re-export it with `train_agent.py export RUN --bundle DIR`")
+    cfg = EnvConfig.from_dict(bundle.manifest["env_config"])
+    changes: dict[str, Any] = {"profile_split": "all", "trace_split": "all", "skip_downlink": False,
+                               "trace_families": None}
+    if compute_scale != 1.0:
+        changes["compute_scale"] = cfg.compute_scale * compute_scale
+    if student_ms is not None:
+        changes.update(student_ms=student_ms, device_ms=0.0)
+    return cfg.replace(**changes)
+
+
+def retimed(bundle, profile, config):
+    """The bundle with the timing of ``config`` (``sim_config``): its observation spec and device times as the env
+    derives them (``envs.observation_spec``, ``envs.decision_seconds``), so the controller and the simulator agree."""
     from dataclasses import replace
 
-    if compute_scale == 1.0 and student_ms is None:
-        return bundle
-    spec = replace(bundle.spec, remote_compute_s=tuple(c * compute_scale for c in bundle.spec.remote_compute_s))
-    device = dict(bundle.manifest["device"])
-    if student_ms is not None:
-        device["student_s"] = student_ms / 1000.0
-    return replace(bundle, spec=spec, manifest={**bundle.manifest, "device": device})
+    from envs import decision_seconds, observation_spec
+
+    device = {**bundle.manifest["device"], "student_s": decision_seconds(profile, config),
+              "request_s": config.request_ms / 1000.0}
+    return replace(bundle, spec=observation_spec(profile, config),
+                   manifest={**bundle.manifest, "device": device, "env_config": config.to_dict()})
 
 
 def make_policy(name: str, params: dict[str, Any]):
@@ -235,6 +253,7 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
     import aiohttp
 
     spec = ctl.spec
+    request_s = float(ctl.bundle.manifest["device"].get("request_s", 0.0))
     fps = episode.fps
     n_remote = len(spec.resolutions) + 1
     state = _Live([], Counter(), set(), [], {})
@@ -299,7 +318,9 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
             return
         rec["server_ms"] = float(answer.get("server_ms", 0.0)) / k  # emulated, as every time in the report
         rec["inference_ms"] = float(answer.get("inference_ms", 0.0)) / k
-        finish(d.ticket, d.decide_s, len(d.jpeg), arrival - rtt_s[r] - rec["server_ms"] / 1000.0)
+        # what the device can tell: the answer's arrival minus the round trip, the server's own time and the
+        # modelled per-request overhead (EnvConfig.request_ms) is when the upload was through
+        finish(d.ticket, d.decide_s, len(d.jpeg), arrival - rtt_s[r] - rec["server_ms"] / 1000.0 - request_s)
         ctl.answer(d.ticket, answer["class"], answer["confidence"], arrival)
         rec["answer_ms"] = (arrival - d.capture_s) * 1000.0
         if arrival <= d.deadline_s:
@@ -325,7 +346,7 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
                    "bytes": len(d.jpeg) if d.jpeg is not None else 0, "refused": bool(d.refused),
                    "sent": d.ticket is not None, "answer": int(d.answer), "on_time": False,
                    "latency_ms": (decide - capture) * 1000.0, "answer_ms": None, "fault": None,
-                   "reused": d.action == n_remote + 1 and ctl.cache is not None}
+                   "reused": d.action == n_remote + 1 and ctl.cache is not None, "obs": d.observation}
             state.records.append(rec)
             if d.ticket is not None:
                 task = asyncio.ensure_future(send(session, rec, d))
@@ -344,28 +365,12 @@ async def _run_live(ctl, episode: Episode, pacer: PacerProcess, server_url: str,
 
 
 # ---- the simulator on the same episode ------------------------------------------------------------------------------
-def env_config_for(bundle, profile, n_frames: int):
-    """The ``EnvConfig`` whose ObservationSpec is the bundle's (checked), replaying every scene of ``profile``."""
-    from envs import EnvConfig
-
-    spec = bundle.spec
-    lat = profile.meta.get("latency_ms", {})
-    base = lat.get(f"server@{spec.resolutions[0]}", 0.0) / 1000.0
-    scale = spec.remote_compute_s[0] / base if base > 0 else 1.0
-    return EnvConfig(deadline_ms=spec.deadline_s * 1000.0, episode_frames=n_frames,
-                     edge_rtt_ms=spec.remote_rtt_s[0] * 1000.0, cloud_rtt_ms=spec.remote_rtt_s[-1] * 1000.0,
-                     compute_scale=scale, student_ms=float(bundle.manifest["device"]["student_s"]) * 1000.0,
-                     history=spec.history, max_queue=spec.max_queue, prior_mbps=spec.prior_mbps,
-                     rate_ema=float(bundle.manifest["device"]["rate_ema"]), profile_split="all", trace_split="all",
-                     skip_downlink=False)
-
-
-def run_sim(bundle, profile, trace, episode: Episode, start_s: float, policy) -> list[dict[str, Any]]:
-    """The env replaying the live episode: the same profile rows, trace and start offset, the same policy."""
+def run_sim(bundle, profile, trace, episode: Episode, start_s: float, policy, config) -> list[dict[str, Any]]:
+    """The env (``config``: ``sim_config``) replaying the live episode: the same profile rows, trace and start
+    offset, the same policy."""
     from envs import OffloadEnv
 
-    config = env_config_for(bundle, profile, len(episode.rows))
-    env = OffloadEnv(profile, [trace], config)
+    env = OffloadEnv(profile, [trace], config.replace(episode_frames=len(episode.rows)))
     mine = env.core.spec
     if mine.to_dict() != bundle.spec.to_dict():
         raise ValueError(f"the env rebuilt from the bundle has another observation spec ({mine.to_dict()}) than the "
@@ -386,16 +391,65 @@ def run_sim(bundle, profile, trace, episode: Episode, start_s: float, policy) ->
     out = []
     for n in range(len(episode.rows)):
         action = int(np.asarray(policy.act(obs[None]))[0])
+        seen = obs.copy()
         obs, _, _, _, info = env.step(action)
         if int(info["frame"]) != int(episode.rows[n]):
             raise RuntimeError(f"sim frame {n} is profile row {info['frame']}, live frame is {episode.rows[n]}")
         out.append({"action": action, "correct": bool(info["correct"]), "latency_ms": float(info["latency_ms"]),
                     "bytes": float(info["bytes"]), "late": bool(info["late"]), "refused": bool(info["refused"]),
-                    "on_time": bool(info["used_remote"]), "reused": bool(info["reused"])})
+                    "on_time": bool(info["used_remote"]), "reused": bool(info["reused"]), "obs": seen})
     return out
 
 
 # ---- the report -----------------------------------------------------------------------------------------------------
+DIVERGENCE_TOL = 1e-3  # above the float16 embedding's rounding in the cosine fields
+
+
+def answer_timing(records: list[dict[str, Any]], trace, start_s: float, spec) -> dict[str, Any]:
+    """Where a live answer's time went, medians over the answered uploads (ms): the server's own time
+    (``server_ms``: body received to answer sent) and its model call (``inference_ms``) against the model time the
+    env assumes (``spec.remote_compute_s``, compute + request overhead), the time outside the server beyond upload
+    and round trip (arrival - upload start - upload - round trip - server time; the env's ``request_ms`` models it),
+    and the answer's lateness against the env's model (arrival - its modelled arrival). Uploads are replayed on the
+    trace by the env's FIFO rule from their decision times."""
+    names = list(spec.action_names)
+    free, rows = 0.0, []
+    for r in records:
+        if not r["sent"]:
+            continue
+        decide = (r["capture_ms"] + r["decide_ms"]) / 1000.0
+        start = max(decide, free)
+        upload = trace.transfer_time(start_s + start, r["bytes"])
+        free = start + upload
+        if r.get("answer_ms") is None:
+            continue
+        a = names.index(r["action_name"]) - 1
+        arrival = (r["capture_ms"] + r["answer_ms"]) / 1000.0
+        rows.append((r["server_ms"], r["inference_ms"], spec.remote_compute_s[a] * 1000.0,
+                     (arrival - start - upload - spec.remote_rtt_s[a]) * 1000.0 - r["server_ms"],
+                     (arrival - start - upload - spec.remote_rtt_s[a] - spec.remote_compute_s[a]) * 1000.0))
+    keys = ("server_ms", "inference_ms", "modelled_ms", "outside_server_ms", "late_vs_model_ms")
+    if not rows:
+        return {"answers": 0}
+    med = np.median(np.array(rows), 0)
+    return {"answers": len(rows), **{f"{k}_p50": round(float(v), 2) for k, v in zip(keys, med)}}
+
+
+def observation_divergence(live: np.ndarray, sim: np.ndarray, fields: Sequence[str]) -> dict[str, Any]:
+    """Where the device's observations left the simulator's, per field (frames [N, D] each): on how many frames it
+    differs by more than ``DIVERGENCE_TOL``, the first such frame and the mean absolute difference; fields that never
+    differ are left out, the most often differing first. Live and sim act on these vectors, so the fields listed
+    here are the ones to look at for an action disagreement."""
+    diff = np.abs(np.asarray(live, np.float64) - np.asarray(sim, np.float64))
+    off = diff > DIVERGENCE_TOL
+    rows = [(name, int(off[:, j].sum()), int(np.argmax(off[:, j])), float(diff[:, j].mean()))
+            for j, name in enumerate(fields) if off[:, j].any()]
+    rows.sort(key=lambda r: (-r[1], r[2]))
+    return {"tolerance": DIVERGENCE_TOL, "frames_any": int(off.any(1).sum()),
+            "first_frame": int(np.argmax(off.any(1))) if off.any() else None,
+            "fields": {name: {"frames": n, "first_frame": first, "mean_abs": round(m, 6)} for name, n, first, m in rows}}
+
+
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy, MB per frame, miss rate (share of sent uploads whose answer missed its deadline), latency."""
     n = len(records)
@@ -433,6 +487,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {label} | {fmt.format(live[key])} | {fmt.format(sim[key])} |")
     for q in ("p50", "p90", "p99"):
         lines.append(f"| latency {q} (ms) | {live['latency_ms'][q]:.1f} | {sim['latency_ms'][q]:.1f} |")
+    div = report.get("observation_divergence")
+    if div and div["fields"]:
+        top = ", ".join(f"{k} ({v['frames']} frames, mean |d| {v['mean_abs']:.3f})"
+                        for k, v in list(div["fields"].items())[:6])
+        lines += ["", f"Observations differ (> {div['tolerance']:g}) on {div['frames_any']} of {report['frames']} "
+                  f"frames, first at frame {div['first_frame']}; most often: {top}."]
+    t = report.get("answer_timing", {})
+    if t.get("answers"):
+        lines += ["", f"Answer time, medians over {t['answers']} answers: the server's own {t['server_ms_p50']:.1f} ms "
+                  f"(model call {t['inference_ms_p50']:.1f} ms) against the env's {t['modelled_ms_p50']:.1f} ms "
+                  f"(profile compute + request overhead); {t['outside_server_ms_p50']:.1f} ms outside the server "
+                  f"beyond upload and round trip; answers {t['late_vs_model_ms_p50']:+.1f} ms against the env's model."]
     d = report["device"]
     lines += ["", f"Device loop (student, features, policy) per frame: median {d['ms_p50']:.1f} ms, p99 "
               f"{d['ms_p99']:.1f} ms = {d['share_p50']:.0%} / {d['share_p99']:.0%} of the frame period. Pacer release "
@@ -485,7 +551,7 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     from perception import DEFAULT_PROFILE, FrameProfile
 
     bundle, trace = check_inputs(cfg)
-    bundle = retimed(bundle, cfg.compute_scale, cfg.student_ms)
+    timing = sim_config(bundle, cfg.compute_scale, cfg.student_ms)
     policy_live = make_policy(cfg.policy, cfg.params)
     policy_sim = make_policy(cfg.policy, cfg.params)
     if cfg.videos:
@@ -495,11 +561,17 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     profile = FrameProfile.load(profile_path)
     if profile.meta.get("weights_sha256") != bundle.manifest.get("weights_sha256"):
         raise ValueError(f"--profile {profile_path}: its model weights differ from the bundle's: not its profile")
+    trained = bundle.spec
+    bundle = retimed(bundle, profile, timing)
+    if cfg.compute_scale == 1.0 and cfg.student_ms is None and bundle.spec != trained:
+        raise ValueError(f"{bundle.root / 'manifest.json'}: its env_config gives another observation spec "
+                         f"({bundle.spec.to_dict()}) than the one it records ({trained.to_dict()}) with profile "
+                         f"{profile_path}: not the bundle's profile, or the manifest was edited")
     ctl = DeviceController(bundle, policy_live, threads=cfg.threads)
     episode = profile_episode(profile, cfg.scenes, ctl.fps, cfg.seconds, ctl.capture)
     log(f"{len(episode.frames)} frames ({episode.source}), {cfg.policy} policy, trace {trace.name} from "
         f"{cfg.start_s:g} s")
-    sim = run_sim(bundle, profile, trace, episode, cfg.start_s, policy_sim)
+    sim = run_sim(bundle, profile, trace, episode, cfg.start_s, policy_sim, timing)
     spec = bundle.spec
     server = None
     try:
@@ -522,6 +594,8 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
         if server is not None:
             server.stop()
     records = live["records"]
+    divergence = observation_divergence(np.array([r.pop("obs") for r in records]),
+                                        np.array([s.pop("obs") for s in sim]), spec.field_names)
     for rec, s in zip(records, sim):
         rec.update({f"sim_{k}": v for k, v in s.items()})
     period_ms = 1000.0 / episode.fps
@@ -533,7 +607,8 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
         "student_ms": float(bundle.manifest["device"]["student_s"]) * 1000.0, "bundle": str(cfg.bundle), "server": cfg.server or "started",
         "live": summary(records), "sim": summary(sim),
         "action_agreement": float(np.mean([r["action"] == s["action"] for r, s in zip(records, sim)])),
-        "faults": live["faults"],
+        "faults": live["faults"], "observation_divergence": divergence,
+        "answer_timing": answer_timing(records, trace, cfg.start_s, spec),
         "device": {"ms_p50": float(np.median(dev)), "ms_p99": float(np.percentile(dev, 99)),
                    "share_p50": float(np.median(dev) / period_ms), "share_p99": float(np.percentile(dev, 99) / period_ms)},
         "pacer": {k: v for k, v in live["pacer"].items() if k != "uploads"},
