@@ -12,7 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from offload_common.cli import argtype, host_port, int_at_least, nonempty, parse_names, parse_positive_list, parse_seeds
+from offload_common.cli import (
+    argtype,
+    host_port,
+    int_at_least,
+    nonempty,
+    parse_names,
+    parse_positive_list,
+    parse_seeds,
+    slowdown_value,
+)
 
 # Each handler parses its flags into the typed config of agents.workflow (or the package that owns the command)
 # and calls it; no argparse.Namespace leaves this file.
@@ -335,9 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "committed)")
     p.add_argument("--cache-dir", type=nonempty(Path), default=None, help="ONNX cache of the started server")
     p.add_argument("--out", type=nonempty(Path), required=True, help="report folder")
-    p.add_argument("--slowdown", type=float, default=1.0, help="time dilation: camera, link and round trips run K "
-                   "times slower than the wall clock and device and server times count 1/K, emulating a machine K "
-                   "times faster (default 1: real time)")
+    p.add_argument("--slowdown", type=slowdown_value, default=1.0, help="time dilation: camera, link and round "
+                   "trips run K times slower than the wall clock and device and server times count 1/K, emulating a "
+                   "machine K times faster; 'auto': K = this machine's int8 student latency over the profile's, "
+                   "emulating the machine the profile's latencies were measured on (default 1: real time)")
     p.add_argument("--compute-scale", type=float, default=1.0, help="a heuristic deployed and simulated with "
                    "the server's and teacher's compute times x this (e.g. measured under load; default 1)")
     p.add_argument("--student-ms", type=float, default=None, help="a heuristic deployed and simulated with this "

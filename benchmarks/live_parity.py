@@ -27,6 +27,7 @@ def main() -> int:
     root = Path(__file__).resolve().parents[1]
     from agents.live import LiveConfig, ServerProcess, run_live
     from bandwidth_traces import load_traces, shared_traces_dir, split
+    from offload_common.cli import slowdown_value
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, required=True)
@@ -37,7 +38,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--scenes", type=int, default=40)
     p.add_argument("--start-s", type=float, default=20.0)
-    p.add_argument("--slowdown", type=float, default=1.0)
+    p.add_argument("--slowdown", type=slowdown_value, default=1.0, help="time dilation K, or 'auto' (this machine's "
+                   "int8 student latency over the profile's: emulate the profile's machine)")
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=root / "runs" / "live-parity")
     args = p.parse_args()
@@ -69,13 +71,19 @@ def main() -> int:
                    "live_latency_p50": live["latency_ms"]["p50"], "sim_latency_p50": sim["latency_ms"]["p50"],
                    "live_miss_rate": live["miss_rate"], "sim_miss_rate": sim["miss_rate"],
                    "action_agreement": r["action_agreement"], "faults": r["faults"],
-                   "device_share_p50": r["device"]["share_p50"],
+                   "latency_error_p50": abs(live["latency_ms"]["p50"] - sim["latency_ms"]["p50"])
+                   / sim["latency_ms"]["p50"],
+                   "device_share_p50": r["device"]["share_p50"], "slowdown": r["slowdown"], "machine": r["machine"],
                    "server_ms_p50": float(np.median([x["server_ms"] for x in r["records"] if "server_ms" in x]
-                                                    or [np.nan]))}
+                                                    or [np.nan])),
+                   "answer_timing": r["answer_timing"],
+                   "divergence": {"frames_any": r["observation_divergence"]["frames_any"],
+                                  "top": dict(list(r["observation_divergence"]["fields"].items())[:5])}}
             rows.append(row)
             print(json.dumps(row), flush=True)
     acc_gap = [r["live_accuracy"] - r["sim_accuracy"] for r in rows]
-    lines = [f"policy {args.policy}, {args.seconds:g} s per trace from {args.start_s:g} s, slowdown {args.slowdown:g}",
+    lines = [f"policy {args.policy}, {args.seconds:g} s per trace from {args.start_s:g} s, slowdown "
+             + ", ".join(f"{r['slowdown']:.2f}" for r in rows),
              "", "| trace | live acc | sim acc | live MB/f | sim MB/f | live p50 ms | sim p50 ms | agreement | "
              "server ms p50 | device share | faults |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:

@@ -118,3 +118,16 @@ def host_port(text: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 10.0.0.5:6379), got {text!r}")
     return text
+
+
+def slowdown_value(text: str) -> float | str:
+    """An argparse type: ``auto`` or a time dilation factor >= 1 (``live --slowdown``)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1 (1: real time), got {text!r}")
+    return value

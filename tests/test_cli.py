@@ -48,3 +48,16 @@ def test_evaluate_cli_orders_local_cbo_oracle(tmp_path: Path) -> None:
         assert acc["local"] <= acc["cbo"] <= acc["oracle"], (fam, acc)
     meta = json.loads((out / "report_meta.json").read_text())
     assert "tau" in meta["policies"]["cbo"] and meta["run"]["heuristic_tuning"]["tuned_on"]
+
+
+def test_slowdown_takes_auto_or_a_factor_of_at_least_one() -> None:
+    import argparse
+
+    import pytest
+
+    from offload_common.cli import slowdown_value
+
+    assert slowdown_value("auto") == "auto" and slowdown_value("4.5") == 4.5
+    for bad in ("0.5", "nan", "fast", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="'auto' or a number >= 1"):
+            slowdown_value(bad)

@@ -58,7 +58,9 @@ class LiveConfig:
     force: bool = False
     request_timeout_s: float = 5.0  # in emulated seconds
     threads: int = 1
-    slowdown: float = 1.0  # time dilation: the camera, link and round trips run K times slower than the wall clock
+    # time dilation: the camera, link and round trips run K times slower than the wall clock; "auto": K is this
+    # machine's int8 student latency over the profile's (``machine_slowdown``), emulating the profile's machine
+    slowdown: float | str = 1.0
     # a heuristic deployed (and simulated) with measured timing instead of the bundle's: server and teacher compute
     # times x compute_scale, the device's time before a decision student_ms (None: the bundle's)
     compute_scale: float = 1.0
@@ -90,8 +92,9 @@ def check_inputs(cfg: LiveConfig):
         raise ValueError(f"--start-s {cfg.start_s}: expected a finite offset >= 0 into the trace, in seconds")
     if cfg.seconds is not None and not (math.isfinite(cfg.seconds) and cfg.seconds > 0):
         raise ValueError(f"--seconds {cfg.seconds}: expected a duration > 0")
-    if not (math.isfinite(cfg.slowdown) and cfg.slowdown >= 1):
-        raise ValueError(f"--slowdown {cfg.slowdown}: expected a number >= 1 (1: real time)")
+    if cfg.slowdown != "auto" and not (isinstance(cfg.slowdown, (int, float)) and math.isfinite(cfg.slowdown)
+                                       and cfg.slowdown >= 1):
+        raise ValueError(f"--slowdown {cfg.slowdown}: expected 'auto' or a number >= 1 (1: real time)")
     if not (math.isfinite(cfg.compute_scale) and cfg.compute_scale > 0):
         raise ValueError(f"--compute-scale {cfg.compute_scale}: expected a number > 0")
     if cfg.student_ms is not None and not (math.isfinite(cfg.student_ms) and cfg.student_ms >= 0):
@@ -141,6 +144,26 @@ def retimed(bundle, profile, config):
               "request_s": config.request_ms / 1000.0}
     return replace(bundle, spec=observation_spec(profile, config),
                    manifest={**bundle.manifest, "device": device, "env_config": config.to_dict()})
+
+
+def machine_slowdown(ctl, profile, repeats: int = 40) -> dict[str, float]:
+    """How many times slower this machine runs the device's int8 student than the machine the profile's latencies
+    were measured on (median batch-1 ``session.run`` here, as ``perception`` measured it there); at least 1. Run
+    with that time dilation, every time measured here (device loop, server) counts as on the profile's machine."""
+    lat = profile.meta.get("latency_ms", {})
+    key = next((k for k in lat if k.startswith("student_int8@")), None)
+    if key is None or lat[key] <= 0:
+        raise ValueError("--slowdown auto: the profile records no int8 student latency to compare this machine with")
+    x = np.random.default_rng(0).standard_normal((1, 3, ctl.student_res, ctl.student_res)).astype(np.float32)
+    inp = ctl.student.get_inputs()[0].name
+    times = []
+    for n in range(repeats + 5):
+        t0 = time.perf_counter()
+        ctl.student.run(None, {inp: x})
+        if n >= 5:
+            times.append(time.perf_counter() - t0)
+    here = float(np.median(times) * 1000.0)
+    return {"slowdown": max(1.0, here / float(lat[key])), "student_ms_here": here, "student_ms_profile": float(lat[key])}
 
 
 def make_policy(name: str, params: dict[str, Any]):
@@ -568,6 +591,11 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
                          f"({bundle.spec.to_dict()}) than the one it records ({trained.to_dict()}) with profile "
                          f"{profile_path}: not the bundle's profile, or the manifest was edited")
     ctl = DeviceController(bundle, policy_live, threads=cfg.threads)
+    machine = machine_slowdown(ctl, profile) if cfg.slowdown == "auto" else None
+    slowdown = machine["slowdown"] if machine else float(cfg.slowdown)
+    if machine:
+        log(f"--slowdown auto: the int8 student takes {machine['student_ms_here']:.2f} ms here and "
+            f"{machine['student_ms_profile']:.2f} ms on the profile's machine: time dilation {slowdown:.2f}")
     episode = profile_episode(profile, cfg.scenes, ctl.fps, cfg.seconds, ctl.capture)
     log(f"{len(episode.frames)} frames ({episode.source}), {cfg.policy} policy, trace {trace.name} from "
         f"{cfg.start_s:g} s")
@@ -585,11 +613,11 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
         u = urlparse(url)
         routes = [Route("edge", u.hostname, u.port, spec.remote_rtt_s[0]),
                   Route("cloud", u.hostname, u.port, spec.remote_rtt_s[-1])]
-        with PacerProcess(cfg.trace, cfg.start_s, routes, slowdown=cfg.slowdown) as pacer:
+        with PacerProcess(cfg.trace, cfg.start_s, routes, slowdown=slowdown) as pacer:
             edge = f"http://127.0.0.1:{pacer.ports['edge']}"
             cloud = f"http://127.0.0.1:{pacer.ports['cloud']}"
             live = asyncio.run(_run_live(ctl, episode, pacer, url, edge, cloud, spec.remote_rtt_s,
-                                         cfg.request_timeout_s, log, cfg.slowdown))
+                                         cfg.request_timeout_s, log, slowdown))
     finally:
         if server is not None:
             server.stop()
@@ -601,7 +629,8 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
     period_ms = 1000.0 / episode.fps
     dev = np.array([r["device_ms"] for r in records])
     report = {
-        "frames": len(records), "fps": episode.fps, "fps_achieved": live["fps_achieved"], "slowdown": cfg.slowdown,
+        "frames": len(records), "fps": episode.fps, "fps_achieved": live["fps_achieved"], "slowdown": slowdown,
+        "machine": machine,
         "episode": episode.source, "trace": trace.name, "trace_file": str(cfg.trace), "start_s": cfg.start_s,
         "policy": cfg.policy, "policy_params": cfg.params, "compute_scale": cfg.compute_scale,
         "student_ms": float(bundle.manifest["device"]["student_s"]) * 1000.0, "bundle": str(cfg.bundle), "server": cfg.server or "started",
