@@ -107,9 +107,10 @@ def _init_worker(setup: Setup, seed: int, episodes: int, parent: int) -> None:
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _WORKER = TrainingScorer(setup, seed, episodes, workers=1)
+    # after the env is built: building it loads a second BLAS (SciPy's), which a limit set before would miss
+    _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
 
 def _exit_with_parent(parent: int) -> None:
