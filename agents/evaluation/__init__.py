@@ -28,6 +28,7 @@ from .rollout import (
                       make_episodes,
                       rollout,
 )
+from .scoring import TrainingScorer, default_workers
 from .seeds import (
                       MAX_SEEDS,
                       SEED_INTERVAL_NOTE,
@@ -51,9 +52,9 @@ from .sweep import (
 )
 
 __all__ = ["MAX_EVALUATIONS", "MAX_SEEDS", "SEED_INTERVAL_NOTE", "SWEEP_FILES", "SWEEP_PARTIAL",
-           "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup",
+           "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup", "TrainingScorer",
            "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "check_seed_count",
-           "check_sweep_size", "cross_setup", "describe_test_side",
+           "check_sweep_size", "cross_setup", "default_workers", "describe_test_side",
            "evaluate", "evaluate_many", "evaluate_on_test", "is_report_file", "load_test_traces",
            "make_episodes", "mark_family_warnings", "named_policies", "paired_versus",
            "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",

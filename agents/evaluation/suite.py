@@ -28,6 +28,7 @@ from offload_common import observation
 from perception import FrameProfile
 
 from .rollout import EvalResult, evaluate, evaluate_many, make_episodes
+from .scoring import TrainingScorer, default_workers
 
 
 @dataclass
@@ -91,20 +92,17 @@ class Validation:
 TUNE_EPISODES = 4
 
 
-def training_scorer(setup: Setup, seed: int = 0, episodes: int = TUNE_EPISODES) -> tuple[Callable[[Policy], float], str]:
-    """Mean accuracy of a policy on fixed episodes over the training traces x training scenes (the tuning set)."""
-    env = setup.factory("train")(len(setup.train_traces) * episodes, setup.train_traces)
-    episode_set = make_episodes(env, episodes, seed + 1)
-
-    def score(pol: Policy) -> float:
-        return evaluate(pol, lambda n, t: env, setup.train_traces, episodes,
-                        episode_set=episode_set).metrics["all"]["accuracy"]
-
-    return score, f"{len(setup.train_traces)} training traces x {episodes} episode(s), training scenes"
+def training_scorer(setup: Setup, seed: int = 0, episodes: int = TUNE_EPISODES,
+                    workers: int = 1) -> tuple[TrainingScorer, str]:
+    """Mean accuracy of a policy on fixed episodes over the training traces x training scenes (the tuning set),
+    and what it is scored on. With ``workers > 1`` the scores are computed on that many worker processes
+    (``agents.evaluation.scoring``: the same scores) and the scorer must be closed (``with scorer: ...``)."""
+    return (TrainingScorer(setup, seed, episodes, workers),
+            f"{len(setup.train_traces)} training traces x {episodes} episode(s), training scenes")
 
 
-def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int = 0,
-                     episodes: int = TUNE_EPISODES) -> tuple[dict[str, Policy], dict[str, Any]]:
+def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int = 0, episodes: int = TUNE_EPISODES,
+                     workers: int | None = None) -> tuple[dict[str, Policy], dict[str, Any]]:
     """The named heuristics, each tuned by grid search on training traces and training scenes only.
 
     cbo and cbo+teacher: (tau, margin), then tau_teacher; cbo-cond: (tau, margin, use_teacher); cachenet: the
@@ -113,10 +111,20 @@ def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int 
     Also the tuned reference link-oracle (``agents.clairvoyant``: cachenet's rule with the true in-time test),
     tuned the same way from the tuned cachenet's point. Returns the policies and, per name, its parameters, grid,
     tuning time and the grid edges its optimum hit (``grid_edges``, also collected under ``info["grid_edges"]``).
+
+    The grid points are scored on ``workers`` processes (default ``default_workers()``: 2 on a machine with 2
+    cores or more; 1 scores them in this process), recorded as ``info["workers"]``; the tuned policies and every
+    grid row are the same for any number of workers.
     """
-    score, tuned_on = training_scorer(setup, seed, episodes)
+    workers = default_workers() if workers is None else workers
+    score, tuned_on = training_scorer(setup, seed, episodes, workers=workers)
+    with score:  # shuts the worker processes down however the tuning ends
+        return _tune(setup, names, seed, score, {"tuned_on": tuned_on, "workers": workers})
+
+
+def _tune(setup: Setup, names: Sequence[str], seed: int, score: TrainingScorer,
+          info: dict[str, Any]) -> tuple[dict[str, Policy], dict[str, Any]]:
     out: dict[str, Policy] = {}
-    info: dict[str, Any] = {"tuned_on": tuned_on}
 
     def record(name: str, pol: Policy, grid: list, t0: float, **more: Any) -> None:
         out[name] = pol
@@ -154,17 +162,18 @@ def tuned_heuristics(setup: Setup, names: Sequence[str] = HEURISTICS, seed: int 
     return {n: out[n] for n in names if n in out}, info
 
 
-def named_policies(setup: Setup, names: Sequence[str], seed: int = 0,
-                   tune_episodes: int = TUNE_EPISODES) -> tuple[dict[str, Policy], dict[str, Any]]:
+def named_policies(setup: Setup, names: Sequence[str], seed: int = 0, tune_episodes: int = TUNE_EPISODES,
+                   tune_workers: int | None = None) -> tuple[dict[str, Policy], dict[str, Any]]:
     """Policies by name: one per action (local, offload@<r>, teacher, reuse), random, oracle, the tuned
     heuristics cbo, cbo+teacher, cbo-cond, cachenet, the one-step learned baseline learned-greedy and the tuned
-    reference link-oracle (tuned, and learned-greedy fitted, on training data only)."""
+    reference link-oracle (tuned, and learned-greedy fitted, on training data only; on ``tune_workers``
+    processes, ``tuned_heuristics``)."""
     available = baseline_policies(setup.action_names(), seed)
     tunable = (*HEURISTICS, *TUNED_REFERENCES)
     unknown = [n for n in names if n not in available and n not in tunable]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; available: {sorted(available) + list(tunable)}")
-    tuned, tuning = tuned_heuristics(setup, [n for n in tunable if n in names], seed, tune_episodes)
+    tuned, tuning = tuned_heuristics(setup, [n for n in tunable if n in names], seed, tune_episodes, tune_workers)
     available.update(tuned)
     return {n: available[n] for n in names}, tuning
 

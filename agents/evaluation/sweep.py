@@ -89,16 +89,18 @@ def _kind(name: str, learned: dict[str, Policy]) -> str:
 
 def sweep_point(profile: FrameProfile, train_traces: Sequence[Trace], test_traces: Sequence[Trace],
                 base_config: EnvConfig, names: Sequence[str], learned: dict[str, Policy], groups: Sequence[SeedGroup],
-                point: SweepPoint, episodes: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One sweep point: the heuristics re-tuned on the training traces at that point, every policy evaluated on the
-    held-out episodes there; returns its entries (one per policy and seed group) and its row (tuning, seconds)."""
+                point: SweepPoint, episodes: int, seed: int, tune_workers: int | None = None
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One sweep point: the heuristics re-tuned on the training traces at that point (on ``tune_workers``
+    processes, ``tuned_heuristics``), every policy evaluated on the held-out episodes there; returns its entries
+    (one per policy and seed group) and its row (tuning, seconds)."""
     from .suite import Setup, evaluate_on_test, named_policies
 
     t0 = time.time()
     cfg = base_config.replace(deadline_ms=point.deadline_ms)
     setup = Setup(profile, cfg, [t.scaled(point.bandwidth_scale) for t in train_traces],
                   [t.scaled(point.bandwidth_scale) for t in test_traces])
-    policies, tuning = named_policies(setup, list(names), seed)
+    policies, tuning = named_policies(setup, list(names), seed, tune_workers=tune_workers)
     policies.update(learned)
     results = evaluate_on_test(setup, policies, episodes, seed)
     point_entries = [_entry(n, point, r.metrics["all"], _kind(n, learned)) for n, r in results.items()]

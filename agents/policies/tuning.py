@@ -17,6 +17,13 @@ Order by construction. ``coordinate_search`` adds each stage's current values to
 stage's best scores at least as well as the point it started from: a search started from another tuned policy's
 parameters (link-oracle from cachenet) ends at least as high on the tuning episodes. A point whose policy
 describes itself exactly like one already scored (``Policy.describe``: its every parameter) is not scored again.
+
+Scoring in batches. ``score`` is a callable ``score(policy) -> float``; one that also has ``score_many(policies)
+-> list[float]`` (one score per policy, in order; e.g. a pool of worker processes, ``agents.evaluation``) is
+asked for a whole batch at once: the grid's product first, then each extension slice, every point of the batch
+whose description is not scored yet, each description once. The points are then walked in grid order as if
+scored one by one, so the rows, their order and the best point (the first best on ties) are those of scoring
+sequentially, provided ``score`` is deterministic (every score here is: fixed episodes, policies reset).
 """
 
 from __future__ import annotations
@@ -64,7 +71,8 @@ def grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], g
 
     Numeric axes named in ``limits`` (default ``EXTEND_LIMITS``) are extended past an edge the optimum sits on
     (module docstring); rows of the added points carry ``"extended": True``. ``memo`` (description -> score) is
-    shared by the stages of a ``coordinate_search``. The best policy's ``tuning_edges`` lists the edges hit."""
+    shared by the stages of a ``coordinate_search``. The best policy's ``tuning_edges`` lists the edges hit.
+    A ``score`` with ``score_many`` scores each batch (the product, then each extension slice) in one call."""
     limits = EXTEND_LIMITS if limits is None else limits
     memo = {} if memo is None else memo
     axes = {k: list(v) for k, v in grid.items()}
@@ -72,12 +80,15 @@ def grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], g
     best: list[Any] = []  # [score, policy, params]
 
     def run(points: Sequence[tuple], extended: bool) -> None:
-        for values in points:
-            params = dict(zip(axes, values))
-            pol = make(**params)
-            key = _key(pol)
+        params_list = [dict(zip(axes, values)) for values in points]
+        pols = [make(**params) for params in params_list]
+        keys = [_key(pol) for pol in pols]
+        todo: dict[str, Policy] = {}  # each new description once, its first point's policy, in grid order
+        for key, pol in zip(keys, pols):
             if key not in memo:
-                memo[key] = float(score(pol))
+                todo.setdefault(key, pol)
+        memo.update(zip(todo, score_all(score, list(todo.values()))))
+        for params, pol, key in zip(params_list, pols, keys):
             s = memo[key]
             rows.append({"variant": variant, **(fixed or {}), **params, "score": s,
                          **({"extended": True} if extended else {})})
@@ -98,6 +109,18 @@ def grid_search(score: Callable[[Policy], float], make: Callable[..., Policy], g
     edges = _edges(grid, axes, best[2], added, limits)
     best[1].tuning_edges = edges
     return best[1], rows
+
+
+def score_all(score: Callable[[Policy], float], policies: Sequence[Policy]) -> list[float]:
+    """``score``'s value of every policy, in order: one ``score.score_many`` call where ``score`` has it, else
+    ``score`` on each in turn (module docstring, "Scoring in batches")."""
+    if not policies:
+        return []
+    many = getattr(score, "score_many", None)
+    out = [float(s) for s in (many(policies) if many is not None else map(score, policies))]
+    if len(out) != len(policies):
+        raise ValueError(f"score_many returned {len(out)} scores for {len(policies)} policies")
+    return out
 
 
 def _extension(axes: dict[str, list], params: dict[str, Any], limits: dict[str, tuple[float, float]]

@@ -120,8 +120,10 @@ def _sweep_point_on_worker(sw: Sweep, point: Any) -> tuple[list, dict]:
     loaded = load_inputs(sw.inputs)
     setup = loaded.setup
     learned, groups = load_runs(sw.runs)
+    # tuned in the task's own process: a Ray task holds one CPU, and Ray runs as many tasks as there are CPUs
     return sweep_point(setup.profile, setup.train_traces, setup.test_traces, setup.config,
-                       resolve_policies(sw.policies, setup), learned, groups, point, sw.episodes, sw.inputs.seed)
+                       resolve_policies(sw.policies, setup), learned, groups, point, sw.episodes, sw.inputs.seed,
+                       tune_workers=1)
 
 
 def _ray_mapper(sw: Sweep) -> Callable[[list], list] | None:
