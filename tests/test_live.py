@@ -391,7 +391,8 @@ def test_live_needs_force_for_a_second_run_and_checks_its_flags(bundle, shared_t
     for kw, text in [({"scenes": None}, "either --scenes"), ({"scenes": 0}, "--scenes 0"),
                      ({"start_s": -1.0}, "--start-s"), ({"seconds": 0.0}, "--seconds"),
                      ({"policy": "nope"}, "--policy 'nope'"), ({"server": "127.0.0.1:80"}, "--server"),
-                     ({"slowdown": 0.5}, "--slowdown"), ({"slowdown": "fast"}, "'auto' or a number"), ({"compute_scale": 0.0}, "--compute-scale"),
+                     ({"slowdown": 0.5}, "--slowdown"),
+                     ({"slowdown": "fast"}, "'auto' or a number"), ({"compute_scale": 0.0}, "--compute-scale"),
                      ({"policy": "bundle", "student_ms": 5.0}, "retime a heuristic")]:
         with pytest.raises(ValueError, match=text):
             run_live(LiveConfig(bundle=bundle, trace=trace, out=tmp_path / "x", **{"scenes": 2, **kw}))
