@@ -3,7 +3,7 @@
 * ``agents.policies``: ``Policy`` (batched observations -> actions) and everything that implements it: fixed
   baselines, the hindsight oracle, CBO, cbo-cond, cachenet, and trained networks (``LearnedPolicy``).
 * ``agents.evaluation``: experiment setup and splits, heuristic tuning on training data, paired evaluation on
-  held-out traces and clips, the report.
+  held-out traces and scenes, the report.
 * ``agents.training``: one training config and one run-folder contract (config, checkpoints, best model, resume)
   for stable-baselines3 and RLlib; ``load_run_policy`` reads any run back as a ``Policy``.
 * ``agents.deploy``: ONNX export of a run, and the device runtime (``OnnxPolicy``, ``DeviceFeatures``), which

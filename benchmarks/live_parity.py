@@ -1,7 +1,7 @@
 """Sim vs live over several test traces: one `train_agent.py live` run per trace, one table + JSON.
 
     python benchmarks/live_parity.py --bundle BUNDLE [--policy cachenet] [--fcc 3] [--norway 2] [--seconds 60]
-        [--scenes 40] [--start-s 20] [--slowdown 1] [--out runs/live-parity]
+        [--scenes 40] [--start-s 20] [--slowdown auto] [--out runs/live-parity]
 
 Test traces are the first of each family's held-out side (``bandwidth_traces.split``, the env's default split).
 One edge server is started for all runs (its ONNX exports cached). Per run the live report is in OUT/<trace>/;
@@ -38,7 +38,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--scenes", type=int, default=40)
     p.add_argument("--start-s", type=float, default=20.0)
-    p.add_argument("--slowdown", type=slowdown_value, default=1.0, help="time dilation K, or 'auto' (this machine's "
+    p.add_argument("--slowdown", type=slowdown_value, default="auto", help="time dilation K, or 'auto' (this machine's "
                    "int8 student latency over the profile's: emulate the profile's machine)")
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=root / "runs" / "live-parity")

@@ -137,8 +137,8 @@ class OffloadEnv(gym.Env):
 
     ## Version History
     * v2: timing measured on the live pipeline (issue 22): a decision comes after the device's whole loop
-      (``EnvConfig.device_ms``: top-k, embedding, distilled head, one JPEG per remote action, policy; 19.5 ms beyond
-      the student's 1.3 ms), not the student alone, and every remote answer costs ``request_ms`` (4.4 ms: the HTTP
+      (``EnvConfig.device_ms``: top-k, embedding, distilled head, one JPEG per remote action, policy; 3.3 ms beyond
+      the student's 1.3 ms), not the student alone, and every remote answer costs ``request_ms`` (1.1 ms: the HTTP
       request on both ends) beyond upload, round trip and compute. ``device_ms=0, request_ms=0`` gives v1's timing.
     * v1: compiled dynamics (same physics); episodes are scene pieces of profiles with scenes of varying length
       played at the profile's fps; episodes come from a per-env random stream (so the episode a seed gives

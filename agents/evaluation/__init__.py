@@ -1,4 +1,4 @@
-"""Evaluation: fixed, paired episodes on held-out traces and clips, the tuning of every heuristic on training data
+"""Evaluation: fixed, paired episodes on held-out traces and scenes, the tuning of every heuristic on training data
 only, and the report (report.json / report.md / PNGs) with paired intervals against the best heuristic.
 
 Also the research workflow: test traces from another data set (``holdout``), several training seeds with

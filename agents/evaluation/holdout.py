@@ -2,7 +2,7 @@
 
 Pensieve and Genet judge a controller by training on one trace set and testing on another. Here the heuristics are
 tuned (and learned runs were trained) on the training side of ``--traces``; the test episodes replay every uplink
-trace under PATH, on held-out scenes (the clip split stays). A trace of PATH that also appears in the training side
+trace under PATH, on held-out scenes (the scene split stays). A trace of PATH that also appears in the training side
 (the same file, or the same throughput samples under another name) is removed from the tuning set, so nothing of
 PATH is tuned on. Families are PATH's folders, as ``load_traces`` assigns them (a file's family is its folder's
 name); a family of one trace gets a warning, since an interval over its episodes says nothing about other traces.

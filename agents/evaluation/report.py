@@ -108,7 +108,7 @@ def report_meta(results: dict[str, EvalResult], extra: dict[str, Any] | None = N
             "notes": _notes(results), "run": extra or {}}
 
 
-def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and clips",
+def report_markdown(results: dict[str, EvalResult], title: str = "Evaluation on held-out traces and scenes",
                     paired: dict[str, Any] | None = None) -> str:
     """Accuracy (95% bootstrap interval) per family and policy, best deployable policy per family in bold."""
     fams = [f for f in next(iter(results.values())).metrics if f != "all"] + ["all"]

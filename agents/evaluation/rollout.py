@@ -1,4 +1,4 @@
-"""Paired evaluation of any Policy on held-out traces and clips, with per-family metrics and bootstrap intervals.
+"""Paired evaluation of any Policy on held-out traces and scenes, with per-family metrics and bootstrap intervals.
 
 Episodes are fixed before any policy acts: for trace i and repetition j, a generator seeded with (seed, i, j)
 draws the start offset and keys the env's own draw of the scene pieces. Every policy therefore faces exactly the

@@ -46,7 +46,7 @@ class Setup:
                    select_traces(traces, config.replace(trace_split="test")))
 
     def env_config(self, split: str) -> EnvConfig:
-        """Config of an env over pre-selected traces of one side (``train``/``test``) of the clip split."""
+        """Config of an env over pre-selected traces of one side (``train``/``test``) of the scene split."""
         return self.config.replace(trace_split="all", profile_split=split, skip_downlink=False, trace_families=None)
 
     def factory(self, split: str) -> Callable[[int, Sequence[Trace]], OffloadVectorEnv]:
@@ -59,7 +59,7 @@ class Setup:
 
 @dataclass
 class Validation:
-    """The share of training traces held out from fitting, with fixed episodes (training clips) to score on.
+    """The share of training traces held out from fitting, with fixed episodes (training scenes) to score on.
 
     SB3 and RLlib training both use it, so both frameworks pick their best model on the same episodes.
     """
@@ -180,7 +180,7 @@ def named_policies(setup: Setup, names: Sequence[str], seed: int = 0, tune_episo
 
 def evaluate_on_test(setup: Setup, policies: dict[str, Policy], episodes: int, seed: int,
                      progress: bool = False) -> dict[str, EvalResult]:
-    """Paired evaluation of every policy on the held-out traces x held-out clips."""
+    """Paired evaluation of every policy on the held-out traces x held-out scenes."""
     return evaluate_many(policies, setup.factory("test"), setup.test_traces, episodes, seed, progress)
 
 

@@ -16,7 +16,7 @@ here, per frame:
 
 The threshold adapts to the network through r*: on a slow link r* is small and a_{r*} low, so only very
 unsure frames go; on a fast link more frames are worth sending. tau and m are tuned by grid search on
-training traces and training clips only.
+training traces and training scenes only.
 
 Where our setting differs from the paper: the paper has no teacher; ``cbo+teacher`` adds a second threshold
 (escalate to the teacher when it is predicted in time and a_teacher - c > tau_teacher, else apply CBO). The
@@ -43,7 +43,7 @@ from .tuning import grid_search
 
 
 def profiled_accuracy(profile: FrameProfile) -> tuple[NDArray[np.float64], float]:
-    """Server accuracy per resolution and teacher accuracy on the given (training) clips."""
+    """Server accuracy per resolution and teacher accuracy on the given (training) scenes."""
     return profile.server_correct.mean(0).astype(np.float64), float(profile.teacher_correct.mean())
 
 
@@ -103,7 +103,7 @@ def tune_cbo(score: Callable[[Policy], float], server_accuracy: NDArray, teacher
              taus_teacher: NDArray | None = None) -> tuple[CBOPolicy, CBOPolicy, list[dict[str, float]]]:
     """Grid-search CBO's (tau, margin), then cbo+teacher's tau_teacher at that (tau, margin).
 
-    ``score(policy)`` must evaluate on training traces and clips only (higher is better). Returns the tuned
+    ``score(policy)`` must evaluate on training traces and scenes only (higher is better). Returns the tuned
     ``cbo``, the tuned ``cbo+teacher`` and every grid point's score.
     """
     taus = np.round(np.arange(-0.30, 0.51, 0.05), 3) if taus is None else taus

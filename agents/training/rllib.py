@@ -49,7 +49,7 @@ def register() -> None:
 
 def build_config(setup: Any, profile_path: str, traces_source: str, cfg: TrainConfig,
                  fit_traces: Sequence[Any] | None = None):
-    """The PPOConfig over the training traces (minus validation) and training clips.
+    """The PPOConfig over the training traces (minus validation) and training scenes.
 
     ``traces_source`` is what ``bandwidth_traces.default_traces`` reloads on every EnvRunner: a path, or
     ``"embedded"`` (regenerated with ``cfg.seed``, as the driver did).

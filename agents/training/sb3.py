@@ -1,7 +1,7 @@
 """Training with stable-baselines3 (PPO by default; A2C and DQN selectable) on the batched env.
 
-Training uses the training traces minus a validation share, and training clips only; held-out test traces and
-clips are never seen. Every ``eval_freq`` steps the greedy policy is evaluated on fixed validation episodes
+Training uses the training traces minus a validation share, and training scenes only; held-out test traces and
+scenes are never seen. Every ``eval_freq`` steps the greedy policy is evaluated on fixed validation episodes
 (paired, deterministic) and the best model is kept. Checkpoints are written atomically, and ``resume=True``
 continues from the last one after a kill. Observations are already scaled by the feature module, so no
 running normalisation is used (nothing extra has to travel with the model into ONNX).
@@ -47,7 +47,7 @@ class TrainResult:
 
 def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = TrainConfig(), resume: bool = False,
               progress: bool = True, log=print, teacher: Policy | None = None) -> TrainResult:
-    """Train on training traces (minus validation) and training clips; writes model, best model, logs, curve.
+    """Train on training traces (minus validation) and training scenes; writes model, best model, logs, curve.
 
     With ``tcfg.warm_start`` naming a reference, ``teacher`` is that (tuned) policy: a new run's network is first
     behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``)."""
