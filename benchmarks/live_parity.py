@@ -55,6 +55,20 @@ def main() -> int:
         chosen += [(family, by_name[t.name]) for t in test[:n]]
     params = json.loads(args.params) if args.params else {}
     rows = []
+    slowdown = args.slowdown
+    machine = None
+    if slowdown == "auto":  # measured once, on the idle machine before any run, so every trace runs at the same K
+        from agents.deploy import DeviceController
+        from agents.live.run import machine_slowdown
+        from perception import DEFAULT_PROFILE, FrameProfile
+
+        machine = machine_slowdown(DeviceController.from_bundle(args.bundle), FrameProfile.load(DEFAULT_PROFILE),
+                                   repeats=40, batches=15, pause_s=1.0)
+        slowdown = machine["slowdown"]
+        print(f"--slowdown auto: the int8 student takes {machine['student_ms_here']:.2f} ms here and "
+              f"{machine['student_ms_profile']:.2f} ms on the profile's machine (15 medians over 20 s ranged "
+              f"{machine['student_ms_range'][0]:.2f} to {machine['student_ms_range'][1]:.2f} ms): time dilation "
+              f"{slowdown:.2f} for every run", flush=True)
     t_start = time.time()
     with ServerProcess(cache_dir=args.cache_dir) as server:
         server.wait_ready()
@@ -62,7 +76,7 @@ def main() -> int:
             out = args.out / path.name
             r = run_live(LiveConfig(bundle=args.bundle, trace=path, out=out, scenes=args.scenes,
                                     seconds=args.seconds, start_s=args.start_s, server=server.url,
-                                    policy=args.policy, params=params, force=True, slowdown=args.slowdown),
+                                    policy=args.policy, params=params, force=True, slowdown=slowdown),
                          log=lambda m: print(m, flush=True))
             live, sim = r["live"], r["sim"]
             row = {"family": family, "trace": path.name, "frames": r["frames"], "fps_achieved": r["fps_achieved"],
@@ -73,10 +87,12 @@ def main() -> int:
                    "action_agreement": r["action_agreement"], "faults": r["faults"],
                    "latency_error_p50": abs(live["latency_ms"]["p50"] - sim["latency_ms"]["p50"])
                    / sim["latency_ms"]["p50"],
-                   "device_share_p50": r["device"]["share_p50"], "slowdown": r["slowdown"], "machine": r["machine"],
+                   "device_share_p50": r["device"]["share_p50"], "slowdown": r["slowdown"], "machine": machine,
                    "server_ms_p50": float(np.median([x["server_ms"] for x in r["records"] if "server_ms" in x]
                                                     or [np.nan])),
                    "answer_timing": r["answer_timing"],
+                   "decide_ms_p50": r["device"]["decide_ms_p50"], "device_ms_p50": r["device"]["ms_p50"],
+                   "env_decision_ms": r["student_ms"], "env_request_ms": r["request_ms"],
                    "divergence": {"frames_any": r["observation_divergence"]["frames_any"],
                                   "top": dict(list(r["observation_divergence"]["fields"].items())[:5])}}
             rows.append(row)

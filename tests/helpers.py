@@ -71,3 +71,20 @@ def profile_scene_frames(profile: FrameProfile, scenes: list[int]) -> dict[int, 
         assert len(frames) == int((profile.scene == s).sum()), f"scene {s} re-rendered to another length"
         out[s] = frames
     return out
+
+
+def hand_results():
+    """Paired results of local and the oracle on the hand profile over a fast and a slow constant trace, the traces'
+    mean throughputs and the action names: a small report's inputs (tests of report writing)."""
+    from agents.evaluation import evaluate_many
+    from agents.policies import ConstantPolicy, HindsightOracle
+    from envs import EnvConfig, OffloadVectorEnv
+
+    prof = hand_profile(n_clips=4)
+    traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
+    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, device_ms=0.0, request_ms=0.0, episode_frames=10,
+                    profile_split="all", trace_split="all")
+    pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
+    res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
+    return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher", "reuse"]
+

@@ -364,9 +364,10 @@ def test_observation_divergence_names_the_fields_that_left_the_simulator() -> No
 def test_answer_timing_splits_an_answer_by_hand() -> None:
     """Two uploads of 10 kB on 1 MB/s back to back: the second waits 10 ms for the link. Each answer came back
     60 ms after its upload: 30 ms round trip, a server time of 20 ms, so 10 ms outside the server."""
+    from helpers import constant_trace
+
     from agents.live.run import answer_timing
     from offload_common.observation import ObservationSpec
-    from tests.helpers import constant_trace
 
     spec = ObservationSpec(top_k=5, history=4, resolutions=(112, 160), deadline_s=0.2, remote_rtt_s=(0.03,) * 3,
                            remote_compute_s=(0.015,) * 3, max_queue=16, prior_mbps=1.0)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import hand_results
 
 import train_agent
 
@@ -157,27 +158,10 @@ def test_evaluate_sweep_and_tune_into_a_run_folder_are_refused(trained: Path, ar
 
 # ---- 3. only files the project recorded are deleted -----------------------------------------------------------------
 
-def _hand_results():
-    from helpers import constant_trace, hand_profile
-
-    from agents.evaluation import evaluate_many
-    from agents.policies import ConstantPolicy, HindsightOracle
-    from envs import EnvConfig, OffloadVectorEnv
-
-    prof = hand_profile(n_clips=4)
-    traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
-                    device_ms=0.0, request_ms=0.0, episode_frames=10, profile_split="all",
-                    trace_split="all")
-    pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
-    res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
-    return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher", "reuse"]
-
-
 def test_rewriting_a_report_keeps_a_users_own_png(tmp_path: Path) -> None:
     from agents.evaluation import write_report
 
-    res, means, actions = _hand_results()
+    res, means, actions = hand_results()
     out = tmp_path / "report"
     write_report(res, out, means, actions)
     (out / "my_figure.png").write_bytes(b"\x89PNG mine")
@@ -214,7 +198,7 @@ def test_results_get_ordinary_modes_under_the_umask(tmp_path: Path, umask_022) -
 
     write_json(tmp_path / "a.json", {"x": 1})
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
-    res, means, actions = _hand_results()
+    res, means, actions = hand_results()
     write_report(res, tmp_path / "report", means, actions)
     assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == 0o755
     for name in ("report.json", "report.md", "latency_cdf.png"):
@@ -243,7 +227,7 @@ def test_export_removes_temporaries_a_killed_export_left(trained: Path, tmp_path
 def test_report_removes_build_folders_a_killed_evaluate_left(tmp_path: Path) -> None:
     from agents.evaluation import write_report
 
-    res, means, actions = _hand_results()
+    res, means, actions = hand_results()
     stale = tmp_path / ".report.build-q8w2e4r1"
     stale.mkdir()
     (stale / "report.json").write_text("{")

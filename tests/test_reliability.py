@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import hand_results
 
 import train_agent
 from bandwidth_traces import TraceFormatError, load_traces
@@ -176,27 +176,10 @@ def test_evaluate_with_no_policies_fails_before_any_work(tmp_path: Path, capsys)
     assert time.time() - t0 < 20 and not out.exists()
 
 
-def _hand_results():
-    from helpers import constant_trace, hand_profile
-
-    from agents.evaluation import evaluate_many
-    from agents.policies import ConstantPolicy, HindsightOracle
-    from envs import EnvConfig, OffloadVectorEnv
-
-    prof = hand_profile(n_clips=4)
-    traces = [constant_trace(8.0), constant_trace(0.5, 50.0, "slow")]
-    cfg = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
-                    device_ms=0.0, request_ms=0.0, episode_frames=10, profile_split="all",
-                    trace_split="all")
-    pols = {"local": ConstantPolicy(0, "local"), "oracle": HindsightOracle()}
-    res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
-    return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher", "reuse"]
-
-
 def test_a_failing_report_leaves_the_previous_one_whole(tmp_path: Path) -> None:
     from agents.evaluation import write_report
 
-    res, means, actions = _hand_results()
+    res, means, actions = hand_results()
     out = tmp_path / "report"
     write_report(res, out, means, actions)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -216,7 +199,7 @@ def test_a_failing_report_leaves_the_previous_one_whole(tmp_path: Path) -> None:
 def test_report_in_a_folder_with_other_files_replaces_only_report_files(tmp_path: Path) -> None:
     from agents.evaluation import write_report
 
-    res, means, actions = _hand_results()
+    res, means, actions = hand_results()
     (tmp_path / "model.zip").write_bytes(b"keep")
     write_report(res, tmp_path, means, actions)
     assert (tmp_path / "model.zip").read_bytes() == b"keep" and (tmp_path / "report.md").exists()

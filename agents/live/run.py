@@ -146,24 +146,33 @@ def retimed(bundle, profile, config):
                    manifest={**bundle.manifest, "device": device, "env_config": config.to_dict()})
 
 
-def machine_slowdown(ctl, profile, repeats: int = 40) -> dict[str, float]:
+def machine_slowdown(ctl, profile, repeats: int = 40, batches: int = 1, pause_s: float = 0.0) -> dict[str, Any]:
     """How many times slower this machine runs the device's int8 student than the machine the profile's latencies
     were measured on (median batch-1 ``session.run`` here, as ``perception`` measured it there); at least 1. Run
-    with that time dilation, every time measured here (device loop, server) counts as on the profile's machine."""
+    with that time dilation, every time measured here (device loop, server) counts as on the profile's machine.
+
+    A shared virtual machine's speed drifts by tens of percent within seconds, so ``batches`` medians of
+    ``repeats`` runs, ``pause_s`` apart, give the median of their medians (and their range, ``student_ms_range``)."""
     lat = profile.meta.get("latency_ms", {})
     key = next((k for k in lat if k.startswith("student_int8@")), None)
     if key is None or lat[key] <= 0:
         raise ValueError("--slowdown auto: the profile records no int8 student latency to compare this machine with")
     x = np.random.default_rng(0).standard_normal((1, 3, ctl.student_res, ctl.student_res)).astype(np.float32)
     inp = ctl.student.get_inputs()[0].name
-    times = []
-    for n in range(repeats + 5):
-        t0 = time.perf_counter()
-        ctl.student.run(None, {inp: x})
-        if n >= 5:
-            times.append(time.perf_counter() - t0)
-    here = float(np.median(times) * 1000.0)
-    return {"slowdown": max(1.0, here / float(lat[key])), "student_ms_here": here, "student_ms_profile": float(lat[key])}
+    medians = []
+    for b in range(batches):
+        if b:
+            time.sleep(pause_s)
+        times = []
+        for n in range(repeats + 5):
+            t0 = time.perf_counter()
+            ctl.student.run(None, {inp: x})
+            if n >= 5:
+                times.append(time.perf_counter() - t0)
+        medians.append(float(np.median(times) * 1000.0))
+    here = float(np.median(medians))
+    return {"slowdown": max(1.0, here / float(lat[key])), "student_ms_here": here, "student_ms_profile": float(lat[key]),
+            "student_ms_range": [min(medians), max(medians)]}
 
 
 def make_policy(name: str, params: dict[str, Any]):
@@ -633,12 +642,16 @@ def run_live(cfg: LiveConfig, log: Callable[[str], None] = print) -> dict[str, A
         "machine": machine,
         "episode": episode.source, "trace": trace.name, "trace_file": str(cfg.trace), "start_s": cfg.start_s,
         "policy": cfg.policy, "policy_params": cfg.params, "compute_scale": cfg.compute_scale,
-        "student_ms": float(bundle.manifest["device"]["student_s"]) * 1000.0, "bundle": str(cfg.bundle), "server": cfg.server or "started",
+        "student_ms": float(bundle.manifest["device"]["student_s"]) * 1000.0,
+        "request_ms": float(bundle.manifest["device"].get("request_s", 0.0)) * 1000.0, "bundle": str(cfg.bundle),
+        "server": cfg.server or "started",
         "live": summary(records), "sim": summary(sim),
         "action_agreement": float(np.mean([r["action"] == s["action"] for r, s in zip(records, sim)])),
         "faults": live["faults"], "observation_divergence": divergence,
         "answer_timing": answer_timing(records, trace, cfg.start_s, spec),
-        "device": {"ms_p50": float(np.median(dev)), "ms_p99": float(np.percentile(dev, 99)),
+        "device": {"ms_p50": float(np.median(dev)),
+                   "decide_ms_p50": float(np.median([r["decide_ms"] for r in records])),
+                   "ms_p99": float(np.percentile(dev, 99)),
                    "share_p50": float(np.median(dev) / period_ms), "share_p99": float(np.percentile(dev, 99) / period_ms)},
         "pacer": {k: v for k, v in live["pacer"].items() if k != "uploads"},
         "records": records,
