@@ -219,9 +219,10 @@ def block_seeds(results_dir: Path) -> str:
                          + ", ".join(f"{p['difference']:+.3f}" for p in v["per_seed"]) + " |")
         e = fams["all"]["vs_best_heuristic"]
         above = e["difference_ci95"][0] > 0
-        lines += ["", f"Over the {len(first['seeds'])} training seeds the learned policy beats {ref} by "
+        verdict = "a win across seeds" if above else "**not** a win across seeds"
+        lines += ["", f"Over the {len(first['seeds'])} training seeds the learned policy differs from {ref} by "
                   f"{e['difference']:+.3f} overall, its across-seed interval "
-                  f"{'above 0' if above else '**includes 0 or lies below it**'}; every seed was evaluated on the main "
+                  f"{'above 0' if above else 'including 0'} ({verdict}); every seed was evaluated on the main "
                   f"job's held-out episodes. Recorded from `{' '.join(rec['command'] or [])}` at commit "
                   f"`{((rec.get('code') or {}).get('commit') or 'unknown')[:10]}`."]
     return "\n".join(lines)
