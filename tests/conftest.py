@@ -38,3 +38,27 @@ def device_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                       threads=1), progress=False, log=lambda _: None)
     bundle = write_bundle(run, root / "bundle")
     return {"run": run, "bundle": bundle, "profile": profile, "traces": traces, "setup": setup}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1,024-step PPO run made by `train` (one per test module that asks for it)."""
+    from helpers import SMALL
+
+    import train_agent
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert train_agent.main(["train", *SMALL, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(trained: Path, tmp_path: Path) -> Path:
+    """A copy of ``trained`` to damage or overwrite (without the lock the copying process held)."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(trained, dst)
+    (dst / ".offload-gym.lock").unlink(missing_ok=True)
+    return dst
+

@@ -88,3 +88,23 @@ def hand_results():
     res = evaluate_many(pols, lambda n, t: OffloadVectorEnv(n, prof, t, cfg), traces, episodes=2, seed=0)
     return res, np.array([t.mean_mbps for t in traces]), ["local", "offload@100", "offload@200", "teacher", "reuse"]
 
+
+SMALL = ["--timesteps", "1024", "--n-envs", "8", "--no-progress"]  # a training run of the CLI that takes seconds
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """Run ``train_agent.py`` in-process; returns (exit status, stderr). argparse errors exit with status 2."""
+    import train_agent
+
+    try:
+        rc = train_agent.main(list(argv))
+    except SystemExit as exc:
+        rc = exc.code
+    return rc, capsys.readouterr().err
+
+
+def snapshot(folder) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) of every file under ``folder``: any rewrite (atomic or not) changes it."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+

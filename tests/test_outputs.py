@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -23,45 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import hand_results
-
-import train_agent
-
-SMALL = ["--timesteps", "1024", "--n-envs", "8", "--no-progress"]
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """Run the CLI in-process; returns (exit status, stderr). argparse errors exit with status 2."""
-    try:
-        rc = train_agent.main(list(argv))
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+from helpers import SMALL, hand_results
+from helpers import run_cli as _cli
+from helpers import snapshot as _snapshot
 
 
 def _is_fifo(path: Path) -> bool:
     return stat.S_ISFIFO(os.lstat(path).st_mode)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 1,024-step PPO run made by `train`."""
-    out = tmp_path_factory.mktemp("trained") / "run"
-    assert train_agent.main(["train", *SMALL, "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture
-def run_copy(trained: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(trained, dst)
-    (dst / ".offload-gym.lock").unlink(missing_ok=True)  # copied while this process holds it
-    return dst
 
 
 @pytest.fixture

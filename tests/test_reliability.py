@@ -14,27 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import hand_results
+from helpers import SMALL, hand_results
+from helpers import run_cli as _cli
+from helpers import snapshot as _snapshot
 
-import train_agent
 from bandwidth_traces import TraceFormatError, load_traces
-
-SMALL = ["--timesteps", "1024", "--n-envs", "8", "--no-progress"]
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """Run the CLI in-process; returns (exit status, stderr). argparse errors exit with status 2."""
-    try:
-        rc = train_agent.main(list(argv))
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """(inode, mtime_ns) of every file under ``folder``: any rewrite (atomic or not) changes it."""
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _strict(path: Path):
@@ -43,21 +27,6 @@ def _strict(path: Path):
         raise AssertionError(f"{path} holds bare {constant}, which strict JSON readers reject")
 
     return json.loads(path.read_text(), parse_constant=reject)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 1,024-step PPO run made by `train` (validation every 102 steps, checkpoints every 204)."""
-    out = tmp_path_factory.mktemp("trained") / "run"
-    assert train_agent.main(["train", *SMALL, "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture
-def run_copy(trained: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(trained, dst)
-    return dst
 
 
 # -- 1. a folder that holds a run is never overwritten silently
