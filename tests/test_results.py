@@ -54,10 +54,12 @@ def test_claim_wording_follows_the_interval(tmp_path: Path) -> None:
     folder = _tiny_results(tmp_path, 0.004, -0.002, 0.010)
     text = results.block_main_claim(folder)
     assert "+0.004 [-0.002, +0.010]" in text and "**not** significant" in text and "win" not in text
+    assert "The target margin of +0.030 overall is **not met**." in text
     shutil.rmtree(folder)
     folder = _tiny_results(tmp_path, 0.030, 0.020, 0.040)
     text = results.block_main_claim(folder)
     assert "+0.030 [+0.020, +0.040] overall (a significant win, 15% of the cachenet-to-oracle gap)" in text
+    assert "The target margin of +0.030 overall is met." in text
     shutil.rmtree(folder)
     folder = _tiny_results(tmp_path, -0.02, -0.03, -0.01)
     assert "a significant loss" in results.block_main_claim(folder)
@@ -70,6 +72,34 @@ def test_table_bolds_the_best_deployable_policy(tmp_path: Path) -> None:
     assert "| local | 0.600 [0.590, 0.610] | 0.600 [0.590, 0.610] | 0.0010 | 50% local, 30% reuse, 20% offloads |" \
         in table
     assert "1 min 15 s" in table and "`abababab" in table
+
+
+def test_sweep_block_pairs_every_point_with_its_best_reference(tmp_path: Path) -> None:
+    def entry(scale: float, deadline: float, policy: str, acc: float, versus: dict | None = None) -> dict:
+        e = {"axis": "bandwidth_scale", "value": scale, "policy": policy, "bandwidth_scale": scale,
+             "deadline_ms": deadline, "accuracy": acc, "kind": "learned, across seeds" if versus else "heuristic"}
+        return {**e, "versus_best": versus} if versus else e
+
+    def versus(ref: str, d: float, lo: float, hi: float) -> dict:
+        return {"reference": ref, "difference": d, "difference_ci95": [lo, hi], "difference_per_seed": [d, d]}
+
+    entries = [entry(0.5, 200.0, "cachenet", 0.70), entry(0.5, 200.0, "ppo (2 seeds)", 0.69,
+                                                          versus("cachenet", -0.01, -0.02, -0.005)),
+               entry(1.0, 200.0, "learned-greedy", 0.74), entry(1.0, 200.0, "ppo (2 seeds)", 0.75,
+                                                                versus("learned-greedy", 0.01, -0.01, 0.03))]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps({
+        "format": results.FORMAT, "name": "sweep", "command": ["train_agent.py", "sweep"],
+        "code": {"commit": "cd" * 20}, "kind": "sweep",
+        "sweep": {"entries": entries, "baseline": {"bandwidth_scale": 1.0, "deadline_ms": 200.0},
+                  "run": {"test_traces": 3, "episodes_per_trace": 2, "total_seconds": 61.0}}}))
+    text = results.block_sweep(folder)
+    assert "| 0.5 | 200 | cachenet (0.700) | -0.010 [-0.020, -0.005] (-0.010, -0.010) |" in text
+    assert "| 1 | 200 | learned-greedy (0.740) | +0.010 [-0.010, +0.030] (+0.010, +0.010) |" in text
+    assert ("ppo (2 seeds) is at or above the best re-tuned reference at 1 of 2 points (its interval above 0 at 0, "
+            "below 0 at 1); the target of >= 0 at every point is **not met**.") in text
+    assert "1 min 1 s" in text and "`cdcdcdcd" in text
 
 
 def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:

@@ -288,8 +288,22 @@ def test_sweep_one_entry_per_point_and_policy(traces: dict[str, Path], seeds_run
     for axis in ("bandwidth_scale", "deadline_ms"):
         assert acc[(axis, payload["axes"][axis][0], "oracle")] >= acc[(axis, payload["axes"][axis][0], "local")]
         assert (out / f"sweep_{axis}.png").stat().st_size > 10_000
+    # every learned entry is paired with the point's best re-tuned reference (here cbo, the only heuristic);
+    # per-episode accuracies are stored rounded, hence the tolerance
+    vs = {k: e["versus_best"] for k, e in zip(keys, payload["entries"]) if "versus_best" in e}
+    assert {k[2] for k in vs} == {"ppo-seed0", "ppo-seed1", "ppo (2 seeds)"} and len(vs) == 2 * 2 * 3
+    for (axis, value, pol), v in vs.items():
+        assert v["reference"] == "cbo"
+        if pol != "ppo (2 seeds)":  # same episodes: the mean of paired differences is the difference of means
+            assert v["difference"] == pytest.approx(acc[(axis, value, pol)] - acc[(axis, value, "cbo")], abs=1e-4)
+            lo, hi = v["difference_ci95"]
+            assert lo <= v["difference"] <= hi
+        else:
+            per_seed = [vs[(axis, value, f"ppo-seed{s}")]["difference"] for s in (0, 1)]
+            assert v["difference_per_seed"] == per_seed and v["difference"] == pytest.approx(np.mean(per_seed))
     md = (out / "sweep.md").read_text()
     assert "re-tuned at every point" in md and "| ppo (2 seeds) |" in md
+    assert "minus the best re-tuned reference" in md and "| (best reference at the point) | cbo | cbo |" in md
     # the run's own report (x1, 200 ms, same episodes) agrees with the sweep's shared point
     run_report = json.loads((seeds_run / "report.json").read_text())
     assert acc[("deadline_ms", 200.0, "ppo-seed0")] == pytest.approx(run_report["ppo-seed0"]["all"]["accuracy"])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agents.policies import HEURISTICS, REFERENCES, TUNED_REFERENCES, Policy
 from offload_common.files import atomic_path, atomic_write_text, staged_files, write_json
 
+from .report import best_heuristic, paired_versus
 from .seeds import SeedGroup, seed_stats
 
 if TYPE_CHECKING:  # the env stack loads on use
@@ -77,6 +78,16 @@ def _entry(policy: str, point: SweepPoint, m: dict[str, Any], kind: str) -> dict
             "episodes": m["episodes"], "action_mix": m["action_mix"]}
 
 
+def _versus(best: str | None, paired: dict[str, Any]) -> dict[str, Any]:
+    """A learned policy's paired difference to the point's best re-tuned reference: overall and per family, mean
+    per-episode difference and its bootstrap 95% interval over the same episodes."""
+    out = {"reference": best, "difference": paired["all"]["difference"],
+           "difference_ci95": paired["all"]["difference_ci95"], "interval": "paired bootstrap over episodes"}
+    out["families"] = {fam: {"difference": v["difference"], "difference_ci95": v["difference_ci95"]}
+                       for fam, v in paired.items() if fam != "all"}
+    return out
+
+
 def _kind(name: str, learned: dict[str, Policy]) -> str:
     if name in learned:
         return "learned"
@@ -103,17 +114,28 @@ def sweep_point(profile: FrameProfile, train_traces: Sequence[Trace], test_trace
     policies, tuning = named_policies(setup, list(names), seed, tune_workers=tune_workers)
     policies.update(learned)
     results = evaluate_on_test(setup, policies, episodes, seed)
+    best = best_heuristic(results)
+    paired = paired_versus(results, best, seed)
     point_entries = [_entry(n, point, r.metrics["all"], _kind(n, learned)) for n, r in results.items()]
+    for e in point_entries:
+        if e["kind"] == "learned" and e["policy"] in paired:
+            e["versus_best"] = _versus(best, paired[e["policy"]])
     for g in groups:
         ms = [results[p].metrics["all"] for p in g.policies]
         acc, mb = seed_stats([m["accuracy"] for m in ms]), seed_stats([m["mb_per_frame"] for m in ms])
-        point_entries.append({
+        entry = {
             "policy": g.name, "kind": "learned, across seeds", "bandwidth_scale": point.bandwidth_scale,
             "deadline_ms": point.deadline_ms, "accuracy": acc["mean"], "accuracy_ci95": acc["ci95"],
             "accuracy_min": acc["min"], "accuracy_max": acc["max"], "seeds": list(g.seeds),
             "policies": list(g.policies),
             "accuracy_per_seed": [m["accuracy"] for m in ms], "mb_per_frame": mb["mean"],
-            "interval": "Student t over seeds", "episodes": ms[0]["episodes"]})
+            "interval": "Student t over seeds", "episodes": ms[0]["episodes"]}
+        if best is not None and all(p in paired for p in g.policies):
+            per_seed = [paired[p]["all"]["difference"] for p in g.policies]
+            d = seed_stats(per_seed)
+            entry["versus_best"] = {"reference": best, "difference": d["mean"], "difference_ci95": d["ci95"],
+                                    "difference_per_seed": per_seed, "interval": "Student t over seeds"}
+        point_entries.append(entry)
     row = {"bandwidth_scale": point.bandwidth_scale, "deadline_ms": point.deadline_ms, "axes": list(point.axes),
            "seconds": round(time.time() - t0, 1), "tuning": tuning}
     return point_entries, row
@@ -234,8 +256,34 @@ def _fmt_acc(e: dict[str, Any]) -> str:
     return f"{e['accuracy']:.3f}{ci}"
 
 
+def _fmt_diff(v: dict[str, Any]) -> str:
+    lo, hi = v["difference_ci95"]
+    ci = f" [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{v['difference']:+.3f}{ci}"
+
+
+def paired_table(payload: dict[str, Any], axis: str) -> list[str]:
+    """Per learned policy (and seed group) and point of ``axis``: its paired difference to that point's best
+    re-tuned reference [95% interval], the reference named in the first row; empty without learned policies."""
+    rows = [e for e in payload["entries"] if e["axis"] == axis and "versus_best" in e]
+    if not rows:
+        return []
+    values = sorted({e["value"] for e in rows})
+    unit = "x" if axis == "bandwidth_scale" else " ms"
+    ref = {e["value"]: e["versus_best"]["reference"] for e in rows}
+    cell = {(e["policy"], e["value"]): e["versus_best"] for e in rows}
+    lines = ["| minus the best re-tuned reference | " + " | ".join(f"{v:g}{unit}" for v in values) + " |",
+             "|---|" + "---:|" * len(values),
+             "| (best reference at the point) | " + " | ".join(ref.get(v, "-") for v in values) + " |"]
+    for p in dict.fromkeys(e["policy"] for e in rows):
+        lines.append(f"| {p} | " + " | ".join(_fmt_diff(cell[(p, v)]) if (p, v) in cell else "-" for v in values)
+                     + " |")
+    return lines
+
+
 def sweep_markdown(payload: dict[str, Any], extra: dict[str, Any]) -> str:
-    """sweep.md: per axis, accuracy [95% interval] and MB/frame of every policy at every point."""
+    """sweep.md: per axis, accuracy [95% interval] and MB/frame of every policy at every point, and every learned
+    policy's paired difference to the point's best re-tuned reference."""
     lines = ["# Sweep: accuracy against bandwidth and deadline", "",
              f"Held-out traces x held-out scenes, {extra.get('episodes_per_trace')} episode(s) per test trace, "
              f"{extra.get('test_traces')} test traces ({extra.get('traces')}). Accuracy: mean over episodes [95% "
@@ -245,8 +293,13 @@ def sweep_markdown(payload: dict[str, Any], extra: dict[str, Any]) -> str:
     for axis in AXES:
         if not any(e["axis"] == axis for e in payload["entries"]):
             continue
-        lines += ["", f"## Accuracy against {AXIS_LABELS[axis]}", "", *_table(payload, axis, _fmt_acc),
-                  "", f"## MB per frame against {AXIS_LABELS[axis]}", "",
+        lines += ["", f"## Accuracy against {AXIS_LABELS[axis]}", "", *_table(payload, axis, _fmt_acc)]
+        paired = paired_table(payload, axis)
+        if paired:
+            lines += ["", f"## Learned policies minus the best re-tuned reference, against {AXIS_LABELS[axis]}", "",
+                      "Paired on the same episodes: mean difference [95% bootstrap interval over episodes]; a seed "
+                      "group: mean of its seeds' differences [95% Student-t interval over seeds].", "", *paired]
+        lines += ["", f"## MB per frame against {AXIS_LABELS[axis]}", "",
                   *_table(payload, axis, lambda e: f"{e['mb_per_frame']:.4f}")]
     lines += ["", "Seconds per point (tuning and evaluation): " + ", ".join(
         f"x{p['bandwidth_scale']:g}/{p['deadline_ms']:g} ms {p['seconds']}" for p in payload["points"])]
