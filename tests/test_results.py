@@ -102,6 +102,24 @@ def test_sweep_block_pairs_every_point_with_its_best_reference(tmp_path: Path) -
     assert "1 min 1 s" in text and "`cdcdcdcd" in text
 
 
+def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) -> None:
+    summary = {"baseline": {"seeds": [0, 1], "wall_s_mean": 100.4, "best_val_accuracy_mean": 0.7712,
+                            "val_minus_best_reference_per_seed": [0.004, -0.002], "test_accuracy_mean": 0.7501,
+                            "test_minus_learned-greedy_per_seed": [0.006, -0.001]}}
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "ablation-hp.json").write_text(json.dumps({
+        "format": results.FORMAT, "name": "ablation-hp", "command": ["python", "benchmarks/rl_ablation.py"],
+        "code": {"commit": "ef" * 20}, "kind": "json",
+        "data": {"timesteps": 600_000, "test_episodes_per_trace": 2, "best_reference_on_test": "learned-greedy",
+                 "references_test": {"cachenet": {"all": 0.745}, "learned-greedy": {"all": 0.748}},
+                 "summary": summary}}))
+    text = results.block_ablation(folder, "ablation-hp")
+    assert "held-out minus learned-greedy, per seed |" in text
+    assert "| baseline | 600,000 | 2 | 100 | 0.771 | +0.004, -0.002 | 0.750 | +0.006, -0.001 |" in text
+    assert "cachenet 0.745, learned-greedy 0.748" in text and "a reduced budget (600,000 steps" in text
+
+
 def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:
     folder = _tiny_results(tmp_path, 0.03, 0.02, 0.04)
     readme = tmp_path / "README.md"
