@@ -45,7 +45,7 @@ def _experiment(args: argparse.Namespace):
                             num_env_runners=args.num_env_runners, bandwidth_scales=scales)
     else:
         train = TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed,
-                                  bandwidth_scales=scales)
+                                  bandwidth_scales=scales, warm_start=getattr(args, "warm_start", "none"))
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
                       progress=not args.no_progress, address=args.address,
@@ -252,7 +252,7 @@ def _compared(p: argparse.ArgumentParser, policies: str, policies_help: str, run
 def build_parser() -> argparse.ArgumentParser:
     from agents.evaluation import MAX_EVALUATIONS
     from agents.training import FRAMEWORKS, TrainConfig
-    from agents.workflow import SWEEP_POLICIES
+    from agents.workflow import SWEEP_POLICIES, WARM_START_FROM
     from perception.__main__ import add_build_args
 
     defaults = TrainConfig()
@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "command)")))
     p.add_argument("--episodes", type=int_at_least(1), default=8,
                    help="evaluation episodes per test trace (default: %(default)s)")
+    p.add_argument("--warm-start", choices=("none", *WARM_START_FROM), default=defaults.warm_start,
+                   help="SB3: behaviour-clone the network from this tuned reference (tuned first, on the training "
+                   "side) before PPO starts (default: %(default)s)")
 
     p = _training(_common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training "
                                          "split")))

@@ -181,6 +181,34 @@ def seeds_run(traces: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return out
 
 
+@pytest.mark.slow  # tunes every reference on the tiny traces before its short training (~90 s)
+def test_run_warm_start_clones_the_reference_it_tuned(traces: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bc"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_agent, "_experiment", _one_thread(train_agent._experiment))
+        assert train_agent.main(["run", "--warm-start", "cachenet", "--timesteps", "128", "--n-envs", "1",
+                                 "--episodes", "1", "--traces", str(traces["train"]), "--out", str(out),
+                                 "--no-progress"]) == 0
+    info = json.loads((out / "train.json").read_text())
+    assert info["train_config"]["warm_start"] == "cachenet"
+    assert info["warm_start"]["teacher"] == "cachenet" and info["warm_start"]["agreement"] > 0.5
+    assert json.loads((out / "config.json").read_text())["train_config"]["warm_start"] == "cachenet"
+    # train tunes nothing, so it has no teacher to clone: the flag is run's only
+    code = _exit_code(["train", "--warm-start", "cachenet", "--traces", str(traces["train"]),
+                       "--out", str(tmp_path / "t")])
+    assert code == 2 and "--warm-start" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_train_refuses_a_warm_start_it_cannot_tune(tmp_path: Path) -> None:
+    from agents.training import TrainConfig
+    from agents.workflow import Experiment, Inputs, train_runs
+
+    exp = Experiment(Inputs(traces="embedded"), TrainConfig(warm_start="cachenet"), out=tmp_path / "t")
+    with pytest.raises(ValueError, match="use `run --warm-start cachenet`"):
+        train_runs(exp)
+    assert not (tmp_path / "t").exists()
+
+
 def test_run_seeds_reports_per_seed_and_across_seed(seeds_run: Path) -> None:
     report = json.loads((seeds_run / "report.json").read_text())
     meta = json.loads((seeds_run / "report_meta.json").read_text())

@@ -10,6 +10,7 @@ configs.
 
 from .compare import SWEEP_POLICIES, Evaluation, Sweep, evaluate_policies, run_sweep_job
 from .experiment import (
+                         WARM_START_FROM,
                          Experiment,
                          ExperimentSummary,
                          TrainedRun,
@@ -22,7 +23,7 @@ from .inputs import Inputs, Loaded, all_policy_names, load_inputs, print_tuning,
 from .record import JobRecord
 from .runs import group_runs, load_runs
 
-__all__ = ["SWEEP_POLICIES", "Evaluation", "Experiment", "ExperimentSummary", "Inputs", "JobRecord", "Loaded", "Sweep",
+__all__ = ["SWEEP_POLICIES", "WARM_START_FROM", "Evaluation", "Experiment", "ExperimentSummary", "Inputs", "JobRecord", "Loaded", "Sweep",
            "TrainedRun", "all_policy_names", "check_experiment", "evaluate_policies", "export_and_check",
            "group_runs", "load_inputs", "load_runs", "print_tuning", "resolve_policies", "run_experiment",
            "run_sweep_job", "train_runs"]

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.evaluation import EvalResult
+from agents.policies import HEURISTICS, Policy
 from agents.training import TrainConfig
 
 from .inputs import Inputs, Loaded, load_inputs, print_tuning
 from .record import JobRecord
+
+# what ``run --warm-start`` may clone: the tuned deployable references (the main job tunes them before training)
+WARM_START_FROM = HEURISTICS
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ def check_experiment(exp: Experiment) -> None:
                          "with --seeds afterwards")
     if exp.tune and exp.train.framework != "rllib":
         raise ValueError("--tune: a Ray Tune sweep trains with RLlib; add --framework rllib")
+    if exp.train.warm_start not in ("none", *WARM_START_FROM):
+        raise ValueError(f"--warm-start {exp.train.warm_start}: expected none or one of {', '.join(WARM_START_FROM)} "
+                         "(a tuned reference the main job tunes before training)")
     base = check_output_dir(exp.base, "--out")
     if exp.tune:
         check_not_run_dir(base, "--out", "a Tune sweep")
@@ -156,8 +163,10 @@ def _prepare(exp: Experiment, loaded: Loaded, seed: int, folder: Path) -> tuple[
     return tcfg, resume
 
 
-def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Callable[[str], None]) -> TrainedRun:
-    """Train one seed's run (SB3 or RLlib) into ``folder``."""
+def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Callable[[str], None],
+               teacher: Policy | None = None) -> TrainedRun:
+    """Train one seed's run (SB3 or RLlib) into ``folder``; ``teacher`` is the tuned reference an SB3 run's
+    ``warm_start`` names (cloned before PPO starts)."""
     from agents.training import train_rllib, train_sb3
 
     tcfg, resume = _prepare(exp, loaded, seed, folder)
@@ -173,25 +182,27 @@ def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Ca
         return TrainedRun(seed, folder, exp.policy_name(seed), seconds, steps, info["best_val_accuracy"])
     log(f"seed {seed}: {'resuming' if resume else 'training'} {tcfg.algo.upper()} for {tcfg.timesteps:,} steps "
         f"-> {folder}")
-    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress)
+    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress, teacher=teacher)
     best = max(h["val_accuracy"] for h in result.history)
     log(f"seed {seed}: trained {result.timesteps:,} steps in {result.seconds:.0f} s; best validation accuracy "
         f"{best:.4f} ({result.best_path})")
     return TrainedRun(seed, folder, exp.policy_name(seed), result.seconds, result.timesteps, best)
 
 
-def _train_on_worker(exp: Experiment, item: tuple[int, Path]) -> TrainedRun:
-    """One seed's training as a Ray task: the worker loads the inputs itself, by the same rule as the driver."""
+def _train_on_worker(exp: Experiment, teacher: Policy | None, item: tuple[int, Path]) -> TrainedRun:
+    """One seed's training as a Ray task: the worker loads the inputs itself, by the same rule as the driver (the
+    tuned teacher of a warm start travels with the task)."""
     seed, folder = item
-    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print)
+    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print, teacher)
 
 
-def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None]) -> list[TrainedRun]:
+def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None],
+               teacher: Policy | None = None) -> list[TrainedRun]:
     """Every seed's run: one after another here, or (SB3 with ``address``) one Ray task per seed, which gives the
     same runs (training depends on the seed and settings only; each task uses ``train.threads`` torch threads as
     the local loop does)."""
     if exp.address is None or exp.train.framework == "rllib":
-        return [_train_one(exp, loaded, seed, folder, log) for seed, folder in exp.folders()]
+        return [_train_one(exp, loaded, seed, folder, log, teacher) for seed, folder in exp.folders()]
     import functools
 
     from agents.training import map_on_ray
@@ -199,7 +210,7 @@ def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None]) -> l
     items = [(seed, folder.resolve()) for seed, folder in exp.folders()]
     log(f"training {len(items)} run(s) as Ray tasks on {exp.address} ({exp.train.threads} CPUs each)")
     exp = replace(exp, inputs=replace(exp.inputs, profile=Path(exp.inputs.profile).resolve()))
-    return map_on_ray(functools.partial(_train_on_worker, exp), items,
+    return map_on_ray(functools.partial(_train_on_worker, exp, teacher), items,
                       None if exp.address == "local" else exp.address, num_cpus=exp.train.threads,
                       describe=lambda item: f"seed {item[0]} ({item[1]})")
 
@@ -208,6 +219,9 @@ def train_runs(exp: Experiment, log: Callable[[str], None] = print) -> Experimen
     """``train``: one training run per seed (SB3 or RLlib), no tuning, evaluation or report; with ``tune`` a Ray
     Tune sweep (RLlib) into ``exp.base``."""
     t0 = time.time()
+    if exp.train.warm_start != "none":
+        raise ValueError(f"--warm-start {exp.train.warm_start}: train has no tuned references to clone; use `run "
+                         f"--warm-start {exp.train.warm_start}`, which tunes them on the training side first")
     check_experiment(exp)
     loaded = load_inputs(exp.inputs)
     if exp.tune:
@@ -269,8 +283,9 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     log(loaded.describe(seeds_note))
     policies, tuning = named_policies(loaded.setup, all_policy_names(loaded.setup), exp.inputs.seed)
     print_tuning(tuning, log)
+    teacher = None if exp.train.warm_start == "none" else policies[exp.train.warm_start]
     runs = []
-    for run in _train_all(exp, loaded, log):
+    for run in _train_all(exp, loaded, log, teacher):
         run = replace(run, onnx=export_and_check(run.folder, loaded))
         log(f"seed {run.seed}: policy exported to {run.onnx} (ONNX Runtime matches PyTorch on held-out observations)")
         policies[run.name] = load_run_policy(run.folder, run.name)
