@@ -36,7 +36,7 @@ def _inputs(args: argparse.Namespace):
 def _experiment(args: argparse.Namespace):
     """The ``Experiment`` of a ``run`` or ``train`` command (the SB3 validation cadence follows ``--timesteps``)."""
     from agents.training import TrainConfig
-    from agents.workflow import Experiment
+    from agents.workflow import Experiment, run_warm_start
 
     framework = getattr(args, "framework", "sb3")  # ``run`` has no --framework: the main job is SB3
     scales = tuple(args.train_bandwidth_scales)
@@ -44,8 +44,9 @@ def _experiment(args: argparse.Namespace):
         train = TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
                             num_env_runners=args.num_env_runners, bandwidth_scales=scales)
     else:
+        warm = getattr(args, "warm_start", "none")  # only run has the flag: train has no tuned reference
         train = TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed,
-                                  bandwidth_scales=scales, warm_start=getattr(args, "warm_start", "none"))
+                                  bandwidth_scales=scales, warm_start=run_warm_start(args.algo) if warm is None else warm)
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
                       progress=not args.no_progress, address=args.address,
@@ -264,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "command)")))
     p.add_argument("--episodes", type=int_at_least(1), default=8,
                    help="evaluation episodes per test trace (default: %(default)s)")
-    p.add_argument("--warm-start", choices=("none", *WARM_START_FROM), default=defaults.warm_start,
-                   help="SB3: behaviour-clone the network from this tuned reference (tuned first, on the training "
-                   "side) before PPO starts (default: %(default)s)")
+    p.add_argument("--warm-start", choices=("none", *WARM_START_FROM), default=None,
+                   help="behaviour-clone the network from this tuned reference (tuned first, on the training side) "
+                   "before training starts; none trains from scratch (default: learned-greedy for ppo and a2c, none "
+                   "for dqn)")
 
     p = _training(_common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training "
                                          "split")))

@@ -6,7 +6,7 @@
 Candidates: ``baseline`` (the main job's PPO settings), ``bc-<reference>`` (behaviour cloning from the tuned
 reference, then PPO: ``TrainConfig.warm_start``), optionally with ``+`` settings of TrainConfig
 (``baseline+n_epochs=5``). Every candidate trains with each seed for ``--timesteps`` steps (a reduced budget when
-below the main job's 1.5 M: say so when reporting). References (cachenet, learned-greedy) are tuned once on
+below the main job's 600,000: say so when reporting). References (cachenet, learned-greedy) are tuned once on
 training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
 run's own validation traces, the number the run picks its model by; the references are scored on the same
 episodes), the held-out accuracy on ``--episodes`` episodes per test trace and its paired difference to the best

@@ -28,6 +28,9 @@ def test_main_job_produces_model_report_and_onnx(tmp_path: Path) -> None:
 
     assert load_model(out / "best_model.zip").num_timesteps >= 4096
     assert list((out / "tb").iterdir()), "TensorBoard logs"
+    # the main job clones the learned-greedy it tuned before PPO starts (its default warm start)
+    info = json.loads((out / "train.json").read_text())
+    assert info["train_config"]["warm_start"] == "learned-greedy" and info["warm_start"]["teacher"] == "learned-greedy"
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:

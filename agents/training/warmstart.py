@@ -1,7 +1,8 @@
 """Warm start of an SB3 actor-critic from a tuned reference policy: behaviour cloning, then PPO.
 
 PPO from scratch spends its first few hundred thousand steps learning what a tuned heuristic already knows
-(validation accuracy passes cachenet's only late in the main job's 1.5 M steps). ``behaviour_clone`` rolls the
+(from scratch, validation accuracy passed cachenet's only late in 1.5 M steps); the main job therefore clones
+learned-greedy first (``run --warm-start``, its default). ``behaviour_clone`` rolls the
 teacher (e.g. the tuned cachenet or learned-greedy, tuned on training traces x training scenes only) over fixed
 episodes of the FITTING traces (the validation traces stay unseen) with a share ``epsilon`` of random actions
 (so the clone also sees the states just off the teacher's path), and fits the network to it before PPO starts:

@@ -17,6 +17,7 @@ from .experiment import (
                          check_experiment,
                          export_and_check,
                          run_experiment,
+                         run_warm_start,
                          train_runs,
 )
 from .inputs import Inputs, Loaded, all_policy_names, load_inputs, print_tuning, resolve_policies
@@ -25,5 +26,5 @@ from .runs import group_runs, load_runs
 
 __all__ = ["SWEEP_POLICIES", "WARM_START_FROM", "Evaluation", "Experiment", "ExperimentSummary", "Inputs", "JobRecord", "Loaded", "Sweep",
            "TrainedRun", "all_policy_names", "check_experiment", "evaluate_policies", "export_and_check",
-           "group_runs", "load_inputs", "load_runs", "print_tuning", "resolve_policies", "run_experiment",
+           "group_runs", "load_inputs", "load_runs", "print_tuning", "resolve_policies", "run_experiment", "run_warm_start",
            "run_sweep_job", "train_runs"]

@@ -25,6 +25,14 @@ from .record import JobRecord
 
 # what ``run --warm-start`` may clone: the tuned deployable references (the main job tunes them before training)
 WARM_START_FROM = HEURISTICS
+# the main job's warm start: PPO cloned from learned-greedy, then trained, beat PPO from scratch at 600,000 steps on
+# validation and held-out episodes for each of 3 seeds (benchmarks/rl_ablation.py, results/ablation-hp.json)
+RUN_WARM_START = "learned-greedy"
+
+
+def run_warm_start(algo: str) -> str:
+    """``run``'s default warm start for an SB3 algorithm: learned-greedy's for the actor-critics, none for DQN."""
+    return "none" if algo == "dqn" else RUN_WARM_START
 
 
 @dataclass(frozen=True)

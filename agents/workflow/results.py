@@ -379,8 +379,8 @@ def block_ablation(results_dir: Path, name: str = "ablation") -> str:
                      f"{e['best_val_accuracy_mean']:.3f} | {val} | {e['test_accuracy_mean']:.3f} | "
                      + ", ".join(f"{v:+.3f}" for v in e[f"test_minus_{best}_per_seed"]) + " |")
     refs = ", ".join(f"{n} {v['all']:.3f}" for n, v in d["references_test"].items())
-    budget = ("the main job's budget" if d["timesteps"] >= 1_500_000 else
-              f"a reduced budget ({d['timesteps']:,} steps, not the main job's 1,500,000), so it ranks candidates and "
+    budget = (f"{d['timesteps']:,} steps per run" if d["timesteps"] >= 600_000 else
+              f"a reduced budget ({d['timesteps']:,} steps, not the main job's 600,000), so it ranks candidates and "
               "is no headline")
     lines += ["", f"References on the same held-out episodes: {refs}. Validation: each run's own validation traces, "
               "the references scored on the same episodes, the best reference per seed; the best validation is "
