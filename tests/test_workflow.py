@@ -199,6 +199,15 @@ def test_run_warm_start_clones_the_reference_it_tuned(traces: dict[str, Path], t
     assert code == 2 and "--warm-start" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
+@pytest.mark.parametrize("argv,want", [(["run"], "learned-greedy"), (["run", "--algo", "a2c"], "learned-greedy"),
+                                       (["run", "--algo", "dqn"], "none"), (["run", "--warm-start", "none"], "none"),
+                                       (["run", "--warm-start", "cachenet"], "cachenet"), (["train"], "none")])
+def test_the_main_job_warm_starts_its_actor_critics_from_learned_greedy(argv: list[str], want: str) -> None:
+    args = train_agent.build_parser().parse_args(argv)
+    args.command = ["train_agent.py", *argv]
+    assert train_agent._experiment(args).train.warm_start == want
+
+
 def test_train_refuses_a_warm_start_it_cannot_tune(tmp_path: Path) -> None:
     from agents.training import TrainConfig
     from agents.workflow import Experiment, Inputs, train_runs
