@@ -397,15 +397,20 @@ def block_sweep(results_dir: Path) -> str:
     groups = [e for e in entries if e["kind"] == "learned, across seeds"]
     shown = groups or entries
     points: dict[tuple[float, float], dict[str, Any]] = {}
+    on_bandwidth_axis = set()
     for e in sw["entries"]:
         points.setdefault((e["bandwidth_scale"], e["deadline_ms"]), {})[e["policy"]] = e
+        if e.get("axis") == "bandwidth_scale":
+            on_bandwidth_axis.add((e["bandwidth_scale"], e["deadline_ms"]))
     names = list(dict.fromkeys(e["policy"] for e in shown))
     lines = ["| bandwidth x | deadline ms | best re-tuned reference | " + " | ".join(
         f"{n}, minus the reference" for n in names) + " |", "|---:|---:|---|" + "---:|" * len(names)]
     verdicts: dict[str, list[float]] = {n: [] for n in names}
     above: dict[str, int] = {n: 0 for n in names}
     below: dict[str, int] = {n: 0 for n in names}
-    for (scale, deadline), pols in sorted(points.items()):
+    # the bandwidth axis first (by scale), then the deadline axis (by deadline); the shared point once, with the first
+    for (scale, deadline), pols in sorted(points.items(), key=lambda kv: (kv[0] not in on_bandwidth_axis, kv[0][0],
+                                                                           kv[0][1])):
         cells = []
         ref = None
         for n in names:
