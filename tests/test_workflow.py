@@ -171,13 +171,15 @@ def _one_thread(experiment):
 
 @pytest.fixture(scope="module")
 def seeds_run(traces: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``run --seeds 0,1`` on the tiny traces: two short trainings and one report (the module's slow part)."""
+    """``run --seeds 0,1`` on the tiny traces: two short trainings and one report (the module's slow part). From
+    scratch (``--warm-start none``), so that ``train --seeds``, which tunes no teacher, must reproduce its runs."""
 
     out = tmp_path_factory.mktemp("seeds") / "ppo-seeds"
     with pytest.MonkeyPatch.context() as mp:  # one torch thread: tiny nets on a shared 2-core box run faster
         mp.setattr(train_agent, "_experiment", _one_thread(train_agent._experiment))
         assert train_agent.main(["run", "--seeds", "0,1", "--timesteps", "128", "--n-envs", "1", "--episodes", "1",
-                                 "--traces", str(traces["train"]), "--out", str(out), "--no-progress"]) == 0
+                                 "--warm-start", "none", "--traces", str(traces["train"]), "--out", str(out),
+                                 "--no-progress"]) == 0
     return out
 
 
