@@ -35,11 +35,12 @@ def _inputs(args: argparse.Namespace):
 
 def _experiment(args: argparse.Namespace):
     """The ``Experiment`` of a ``run`` or ``train`` command (the SB3 validation cadence follows ``--timesteps``)."""
-    from agents.training import TrainConfig
+    from agents.training import TrainConfig, default_bandwidth_scales
     from agents.workflow import Experiment, run_warm_start
 
     framework = getattr(args, "framework", "sb3")  # ``run`` has no --framework: the main job is SB3
-    scales = tuple(args.train_bandwidth_scales)
+    given = args.train_bandwidth_scales
+    scales = default_bandwidth_scales(framework) if given is None else tuple(given)
     if framework == "rllib":
         train = TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
                             num_env_runners=args.num_env_runners, bandwidth_scales=scales)
@@ -205,7 +206,7 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from agents.evaluation import MAX_SEEDS
-    from agents.training import ALGOS, TrainConfig
+    from agents.training import ALGOS, MIXED_BANDWIDTH_SCALES, TrainConfig
 
     defaults = TrainConfig()
     p.add_argument("--algo", choices=ALGOS["sb3"], default=defaults.algo, help="SB3 algorithm (default: %(default)s)")
@@ -213,10 +214,11 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="SB3: environment steps (default: %(default)s)")
     p.add_argument("--n-envs", type=int_at_least(1), default=defaults.n_envs,
                    help="SB3: parallel envs in the batched env (default: %(default)s)")
-    p.add_argument("--train-bandwidth-scales", type=argtype(parse_positive_list), default=list(defaults.bandwidth_scales),
+    p.add_argument("--train-bandwidth-scales", type=argtype(parse_positive_list), default=None,
                    metavar="S1,S2,...", help="SB3: train (and pick the best model) on the training traces at each of "
-                   "these throughput scales, e.g. 0.25,0.5,1,2,4 for a policy robust to slower and faster networks "
-                   "(default: 1, the traces as recorded)")
+                   "these throughput scales, one policy robust to slower and faster networks; 1 trains on the traces "
+                   f"as recorded (default: {','.join(f'{s:g}' for s in MIXED_BANDWIDTH_SCALES)} for SB3, 1 for "
+                   "RLlib, which trains on the traces as recorded only)")
     p.add_argument("--out", type=nonempty(Path), default=None, help="run folder (default: runs/<algo>-seed<seed>); a "
                    "folder that holds a run needs --resume or --force")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "

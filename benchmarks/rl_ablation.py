@@ -3,7 +3,9 @@
     python benchmarks/rl_ablation.py --candidates baseline,bc-cachenet --seeds 0,1 --timesteps 400000 \\
         --out results/ablation/warm_start.json
 
-Candidates: ``baseline`` (the main job's PPO settings), ``bc-<reference>`` (behaviour cloning from the tuned
+Candidates: ``baseline`` (the main job's PPO settings, but trained and validated on the traces as recorded, x1:
+the main job trains over a mixture of speeds, ``agents.training.MIXED_BANDWIDTH_SCALES``, whose effect the README's
+"training speeds" table measures with 3 seeds), ``bc-<reference>`` (behaviour cloning from the tuned
 reference, then PPO: ``TrainConfig.warm_start``), optionally with ``+`` settings of TrainConfig
 (``baseline+n_epochs=5``). Every candidate trains with each seed for ``--timesteps`` steps (a reduced budget when
 below the main job's 600,000: say so when reporting). References (cachenet, learned-greedy) are tuned once on

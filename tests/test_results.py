@@ -100,6 +100,45 @@ def test_sweep_block_pairs_every_point_with_its_best_reference(tmp_path: Path) -
     assert ("ppo (2 seeds) is at or above the best re-tuned reference at 1 of 2 points (its interval above 0 at 0, "
             "below 0 at 1); the target of >= 0 at every point is **not met**.") in text
     assert "1 min 1 s" in text and "`cdcdcdcd" in text
+    # a sweep recorded before trained_at existed compared runs trained at x1
+    assert "the learned policy is the one trained at bandwidth x1 and 200 ms, used as trained." in text
+
+
+def _seeds_and_sweep(folder: Path, suffix: str, scales: list[float], at_x1: float, worst: float) -> None:
+    """Hand-made records of ``run --seeds 0,1`` and of its sweep over two points (x1 and x4)."""
+    per_seed = [{"seed": 0, "difference": at_x1 - 0.002}, {"seed": 1, "difference": at_x1 + 0.002}]
+    meta = {"across_seeds": {"ppo (2 seeds)": {"all": {"vs_best_heuristic": {
+        "reference": "learned-greedy", "difference": at_x1, "difference_ci95": [at_x1 - 0.01, at_x1 + 0.01],
+        "per_seed": per_seed}}}}}
+    (folder / f"seeds{suffix}.json").write_text(json.dumps({
+        "format": results.FORMAT, "name": f"seeds{suffix}", "command": ["train_agent.py", "run", "--seeds", "0,1"],
+        "code": {"commit": "12" * 20}, "kind": "report", "report": {}, "meta": meta}))
+
+    def entry(scale: float, d: float) -> dict:
+        return {"axis": "bandwidth_scale", "value": scale, "policy": "ppo (2 seeds)", "kind": "learned, across seeds",
+                "bandwidth_scale": scale, "deadline_ms": 200.0, "accuracy": 0.75, "policies": ["ppo-seed0", "ppo-seed1"],
+                "versus_best": {"reference": "learned-greedy", "difference": d, "difference_ci95": [d - 0.005, d + 0.005]}}
+
+    sweep = {"entries": [entry(1.0, at_x1), entry(4.0, worst)], "baseline": {"bandwidth_scale": 1.0, "deadline_ms": 200.0},
+             "run": {}}
+    if scales != [1.0]:
+        sweep["trained_at"] = {f"ppo-seed{s}": {"bandwidth_scales": scales, "deadline_ms": 200.0} for s in (0, 1)}
+    (folder / f"sweep{suffix}.json").write_text(json.dumps({
+        "format": results.FORMAT, "name": f"sweep{suffix}", "command": ["train_agent.py", "sweep"],
+        "code": {"commit": "34" * 20}, "kind": "sweep", "sweep": sweep}))
+
+
+def test_training_speeds_block_sets_the_mixture_beside_x1(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    _seeds_and_sweep(folder, "-x1", [1.0], 0.011, -0.021)
+    _seeds_and_sweep(folder, "", [0.5, 1.0, 2.0], 0.014, 0.003)
+    text = results.block_training_speeds(folder)
+    assert ("| bandwidth x1 and 200 ms | +0.011 [+0.001, +0.021] against learned-greedy | +0.009, +0.013 | 1 of 2 | "
+            "1 / 1 | x4, 200 ms: -0.021 [-0.026, -0.016] against learned-greedy |") in text
+    assert ("| bandwidth x0.5, 1, 2 and 200 ms | +0.014 [+0.004, +0.024] against learned-greedy | +0.012, +0.016 | "
+            "2 of 2 | 1 / 0 | x4, 200 ms: +0.003 [-0.002, +0.008] against learned-greedy |") in text
+    assert "`seeds-x1.json` from `train_agent.py run --seeds 0,1` at commit `1212121212`" in text
 
 
 def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) -> None:

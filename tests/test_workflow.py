@@ -210,6 +210,16 @@ def test_the_main_job_warm_starts_its_actor_critics_from_learned_greedy(argv: li
     assert train_agent._experiment(args).train.warm_start == want
 
 
+@pytest.mark.parametrize("argv,want", [(["run"], (0.25, 0.5, 1.0, 2.0, 4.0)), (["train"], (0.25, 0.5, 1.0, 2.0, 4.0)),
+                                       (["train", "--framework", "rllib"], (1.0,)),
+                                       (["run", "--train-bandwidth-scales", "1"], (1.0,)),
+                                       (["train", "--train-bandwidth-scales", "0.5,2"], (0.5, 2.0))])
+def test_sb3_runs_train_over_a_mixture_of_speeds_unless_told(argv: list[str], want: tuple[float, ...]) -> None:
+    args = train_agent.build_parser().parse_args(argv)
+    args.command = ["train_agent.py", *argv]
+    assert train_agent._experiment(args).train.bandwidth_scales == want
+
+
 def test_train_refuses_a_warm_start_it_cannot_tune(tmp_path: Path) -> None:
     from agents.training import TrainConfig
     from agents.workflow import Experiment, Inputs, train_runs
@@ -342,6 +352,12 @@ def test_sweep_one_entry_per_point_and_policy(traces: dict[str, Path], seeds_run
             assert v["difference_per_seed"] == per_seed and v["difference"] == pytest.approx(np.mean(per_seed))
     md = (out / "sweep.md").read_text()
     assert "re-tuned at every point" in md and "| ppo (2 seeds) |" in md
+    # where each learned run was trained, from its config.json: the CLI's default mixture of speeds here
+    from agents.training import MIXED_BANDWIDTH_SCALES
+
+    assert payload["trained_at"] == {f"ppo-seed{s}": {"bandwidth_scales": list(MIXED_BANDWIDTH_SCALES),
+                                                      "deadline_ms": 200.0} for s in (0, 1)}
+    assert "Learned policies were trained at: ppo-seed0, bandwidth x0.25, 0.5, 1, 2, 4 and 200 ms;" in md
     assert "minus the best re-tuned reference" in md and "| (best reference at the point) | cbo | cbo |" in md
     # the run's own report (x1, 200 ms, same episodes) agrees with the sweep's shared point
     run_report = json.loads((seeds_run / "report.json").read_text())

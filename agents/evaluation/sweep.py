@@ -40,7 +40,14 @@ MAX_EVALUATIONS = 400
 RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet, and learned-greedy, whose model is also refitted) "
                "were re-tuned at every point by grid search on "
                "the training traces and training scenes at that point's bandwidth scale and deadline; learned "
-               "policies are used as trained (at scale 1 and the deadline of their training)")
+               "policies are used as trained (at the bandwidth scales and the deadline of their training: trained_at)")
+
+
+def describe_training(conditions: dict[str, Any]) -> str:
+    """``{"bandwidth_scales": [0.25, 1.0], "deadline_ms": 200}`` -> "bandwidth x0.25, 1 and 200 ms"."""
+    scales = ", ".join(f"{s:g}" for s in conditions.get("bandwidth_scales", [1.0]))
+    deadline = conditions.get("deadline_ms")
+    return f"bandwidth x{scales} and " + (f"{deadline:g} ms" if deadline is not None else "its deadline")
 
 
 def check_sweep_size(points: int, policies: int, limit: int = MAX_EVALUATIONS,
@@ -290,6 +297,9 @@ def sweep_markdown(payload: dict[str, Any], extra: dict[str, Any]) -> str:
              "bootstrap interval over episodes]; across-seed entries: mean over seeds [95% Student-t interval over "
              "seeds]. The other axis is held at its baseline (bandwidth x1, deadline "
              f"{payload['baseline']['deadline_ms']:g} ms).", "", f"**{RETUNE_NOTE}.**"]
+    if payload.get("trained_at"):
+        lines += ["", "Learned policies were trained at: " + "; ".join(
+            f"{name}, {describe_training(c)}" for name, c in payload["trained_at"].items()) + "."]
     for axis in AXES:
         if not any(e["axis"] == axis for e in payload["entries"]):
             continue

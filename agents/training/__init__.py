@@ -6,7 +6,7 @@ writes where (config, checkpoint and state, best model, ``train.json``) and the 
 finished run back as a ``Policy``. Frameworks are imported only when used.
 """
 
-from .config import ALGOS, FRAMEWORKS, TrainConfig, method_name
+from .config import ALGOS, FRAMEWORKS, MIXED_BANDWIDTH_SCALES, TrainConfig, default_bandwidth_scales, method_name
 from .ray_cluster import ClusterConnectError, check_cluster, init_ray
 from .ray_tasks import TaskFailed, WorkerInputs, map_on_ray
 from .rllib import train_rllib, tune_sweep
@@ -25,8 +25,8 @@ from .runs import (
 )
 from .sb3 import TrainResult, load_model, plot_learning_curve, train_sb3
 
-__all__ = ["ALGOS", "FRAMEWORKS", "ClusterConnectError", "RunFolder", "RunFolderError", "TaskFailed", "TrainConfig",
-           "TrainResult", "WorkerInputs", "check_cluster", "check_not_run_dir", "check_run_dir", "holds_run", "init_ray",
-           "load_model", "load_run_model", "load_run_policy", "lock_run", "map_on_ray", "method_name",
-           "plot_learning_curve", "prepare_run_dir", "release_run_lock", "train_rllib", "train_sb3",
-           "training_record", "tune_sweep"]
+__all__ = ["ALGOS", "FRAMEWORKS", "MIXED_BANDWIDTH_SCALES", "ClusterConnectError", "RunFolder", "RunFolderError",
+           "TaskFailed", "TrainConfig", "TrainResult", "WorkerInputs", "check_cluster", "check_not_run_dir",
+           "check_run_dir", "default_bandwidth_scales", "holds_run", "init_ray", "load_model", "load_run_model",
+           "load_run_policy", "lock_run", "map_on_ray", "method_name", "plot_learning_curve", "prepare_run_dir",
+           "release_run_lock", "train_rllib", "train_sb3", "training_record", "tune_sweep"]

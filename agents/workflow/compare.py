@@ -11,7 +11,7 @@ from typing import Any
 
 from .inputs import Inputs, load_inputs, resolve_policies
 from .record import JobRecord
-from .runs import load_runs
+from .runs import load_runs, training_conditions
 
 SWEEP_POLICIES = ("local", "cbo", "cbo+teacher", "cbo-cond", "cachenet", "learned-greedy", "oracle")
 
@@ -163,5 +163,6 @@ def run_sweep_job(sw: Sweep, log: Callable[[str], None] = print) -> dict[str, An
                         map_points=_ray_mapper(sw))
     record = JobRecord.of(loaded, sw.episodes, {}, command=sw.command, compared_runs=sw.runs,
                           total_seconds=time.time() - t0)
+    payload["trained_at"] = training_conditions(sw.runs)
     write_sweep(payload, sw.out, record.to_dict())
     return {**payload, "run": record.to_dict()}

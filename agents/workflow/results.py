@@ -388,10 +388,74 @@ def block_ablation(results_dir: Path, name: str = "ablation") -> str:
     return "\n".join(lines)
 
 
-def block_sweep(results_dir: Path) -> str:
+def _trained_at(sw: dict[str, Any], shown: str) -> str:
+    """Where the sweep's learned policy ``shown`` (a run, or a seed group: its first run) was trained; a sweep
+    recorded before ``trained_at`` existed compared runs trained at x1 and the baseline deadline."""
+    from agents.evaluation import describe_training
+
+    trained = sw.get("trained_at") or {}
+    members = next((e["policies"] for e in sw["entries"] if e["policy"] == shown and "policies" in e), [shown])
+    conditions = trained.get(members[0], {"bandwidth_scales": [1.0], "deadline_ms": sw["baseline"]["deadline_ms"]})
+    return describe_training(conditions)
+
+
+def sweep_verdict(sw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per learned entry shown in the sweep block (seed groups when there are any): at how many points it is at
+    or above the best re-tuned reference, its interval above / below 0, and its worst point."""
+    entries = [e for e in sw["entries"] if "versus_best" in e]
+    shown = [e for e in entries if e["kind"] == "learned, across seeds"] or entries
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, float, float]] = set()
+    for e in shown:
+        key = (e["policy"], e["bandwidth_scale"], e["deadline_ms"])
+        if key in seen:  # the point shared by both axes is listed under each
+            continue
+        seen.add(key)
+        v = e["versus_best"]
+        o = out.setdefault(e["policy"], {"points": 0, "at_or_above": 0, "above": 0, "below": 0, "worst": None})
+        o["points"] += 1
+        o["at_or_above"] += v["difference"] >= 0
+        o["above"] += v["difference_ci95"][0] > 0
+        o["below"] += v["difference_ci95"][1] < 0
+        if o["worst"] is None or v["difference"] < o["worst"]["difference"]:
+            o["worst"] = {"bandwidth_scale": e["bandwidth_scale"], "deadline_ms": e["deadline_ms"],
+                          "reference": v["reference"], "difference": v["difference"],
+                          "difference_ci95": v["difference_ci95"]}
+    return out
+
+
+def block_training_speeds(results_dir: Path) -> str:
+    """The main job's three seeds trained at x1 only against the same runs trained over a mixture of speeds: the
+    held-out difference to the best tuned reference at x1 (``seeds-x1`` / ``seeds``) and the sweep's verdict
+    (``sweep-x1`` / ``sweep``)."""
+    lines = ["| trained at | held-out at x1: minus the best tuned reference, mean [t-interval over seeds] | per seed "
+             "| sweep points at or above the best re-tuned reference | intervals above / below 0 | worst point |",
+             "|---|---:|---|---:|---:|---|"]
+    for seeds_name, sweep_name in (("seeds-x1", "sweep-x1"), ("seeds", "sweep")):
+        seeds, sweep = load(results_dir, seeds_name), load(results_dir, sweep_name)
+        across = seeds["meta"]["across_seeds"]
+        group = next(iter(across))
+        v = across[group]["all"]["vs_best_heuristic"]
+        lo, hi = v["difference_ci95"]
+        verdict = sweep_verdict(sweep["sweep"])[group]
+        w = verdict["worst"]
+        wlo, whi = w["difference_ci95"]
+        lines.append(f"| {_trained_at(sweep['sweep'], group)} | {v['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] against "
+                     f"{v['reference']} | " + ", ".join(f"{p['difference']:+.3f}" for p in v["per_seed"])
+                     + f" | {verdict['at_or_above']} of {verdict['points']} | {verdict['above']} / {verdict['below']} "
+                     f"| x{w['bandwidth_scale']:g}, {w['deadline_ms']:g} ms: {w['difference']:+.3f} [{wlo:+.3f}, "
+                     f"{whi:+.3f}] against {w['reference']} |")
+    lines += ["", "Each row: the 3 training seeds of `run --seeds 0,1,2` (" + "; ".join(
+        f"`{n}.json` from `{' '.join(load(results_dir, n)['command'] or [])}` at commit "
+        f"`{((load(results_dir, n).get('code') or {}).get('commit') or 'unknown')[:10]}`"
+        for n in ("seeds-x1", "seeds")) + "), and the sweep of those runs (`sweep-x1.json`, `sweep.json`)."]
+    return "\n".join(lines)
+
+
+def block_sweep(results_dir: Path, name: str = "sweep") -> str:
     """The sweep (``train_agent.py sweep``): per point, the best re-tuned reference and each learned policy (seed
     groups as the mean over seeds) paired against it, and at how many points the learned policy is at or above it."""
-    rec = load(results_dir, "sweep")
+    rec = load(results_dir, name)
     sw = rec["sweep"]
     entries = [e for e in sw["entries"] if "versus_best" in e]
     groups = [e for e in entries if e["kind"] == "learned, across seeds"]
@@ -405,9 +469,6 @@ def block_sweep(results_dir: Path) -> str:
     names = list(dict.fromkeys(e["policy"] for e in shown))
     lines = ["| bandwidth x | deadline ms | best re-tuned reference | " + " | ".join(
         f"{n}, minus the reference" for n in names) + " |", "|---:|---:|---|" + "---:|" * len(names)]
-    verdicts: dict[str, list[float]] = {n: [] for n in names}
-    above: dict[str, int] = {n: 0 for n in names}
-    below: dict[str, int] = {n: 0 for n in names}
     # the bandwidth axis first (by scale), then the deadline axis (by deadline); the shared point once, with the first
     for (scale, deadline), pols in sorted(points.items(), key=lambda kv: (kv[0] not in on_bandwidth_axis, kv[0][0],
                                                                            kv[0][1])):
@@ -420,9 +481,6 @@ def block_sweep(results_dir: Path) -> str:
             per_seed = (" (" + ", ".join(f"{d:+.3f}" for d in v["difference_per_seed"]) + ")"
                         if "difference_per_seed" in v else "")
             cells.append(f"{v['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]{per_seed}")
-            verdicts[n].append(v["difference"])
-            above[n] += lo > 0
-            below[n] += hi < 0
         lines.append(f"| {scale:g} | {deadline:g} | {ref} ({pols[ref]['accuracy']:.3f}) | " + " | ".join(cells) + " |")
     run = sw.get("run", {})
     interval = ("mean over seeds [95% Student-t interval over seeds] (per seed)" if groups
@@ -430,14 +488,13 @@ def block_sweep(results_dir: Path) -> str:
     lines += ["", f"{len(points)} points, {run.get('test_traces')} held-out traces x held-out scenes, "
               f"{run.get('episodes_per_trace')} episodes per test trace at every point; the difference is the "
               f"{interval} to the best tuned reference at that point, which was re-tuned there (learned-greedy "
-              "refitted too); the learned policy is the one trained at x1 and "
-              f"{sw['baseline']['deadline_ms']:g} ms, used as trained."]
-    for n in names:
-        n_ok = sum(d >= 0 for d in verdicts[n])
+              f"refitted too); the learned policy is the one trained at {_trained_at(sw, names[0])}, used as "
+              "trained."]
+    for n, o in sweep_verdict(sw).items():
         lines.append("")
-        lines.append(f"{n} is at or above the best re-tuned reference at {n_ok} of {len(points)} points (its "
-                     f"interval above 0 at {above[n]}, below 0 at {below[n]}); the target of >= 0 at every point is "
-                     f"{'met' if n_ok == len(points) else '**not met**'}.")
+        lines.append(f"{n} is at or above the best re-tuned reference at {o['at_or_above']} of {o['points']} points "
+                     f"(its interval above 0 at {o['above']}, below 0 at {o['below']}); the target of >= 0 at every "
+                     f"point is {'met' if o['at_or_above'] == o['points'] else '**not met**'}.")
     lines += ["", f"Recorded from `{' '.join(rec['command'] or [])}` at commit "
               f"`{((rec.get('code') or {}).get('commit') or 'unknown')[:10]}`"
               f"{' (with uncommitted changes)' if (rec.get('code') or {}).get('dirty') else ''}; it took "
@@ -457,6 +514,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "profile": block_profile,
     "seeds": block_seeds,
     "sweep": block_sweep,
+    "training-speeds": block_training_speeds,
     "fcc-to-norway-table": lambda d: block_main_table(d, "fcc-to-norway", "the evaluation"),
     "fcc-to-norway-claim": lambda d: block_main_claim(d, "fcc-to-norway"),
 }

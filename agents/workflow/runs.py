@@ -78,6 +78,19 @@ def group_runs(runs: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[SeedG
     return list(zip(runs, names)), groups
 
 
+def training_conditions(runs: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Per learned run (``group_runs``' names): the bandwidth scales and the deadline it was trained at, from its
+    config.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as recorded, x1)."""
+    out: dict[str, dict[str, Any]] = {}
+    for run, name in group_runs(runs)[0]:
+        path = Path(run) / "config.json"
+        cfg = read_json(path, "run config") if path.is_file() else {}
+        scales = cfg.get("train_config", {}).get("bandwidth_scales", [1.0])
+        out[name] = {"bandwidth_scales": [float(s) for s in scales],
+                     "deadline_ms": cfg.get("env_config", {}).get("deadline_ms")}
+    return out
+
+
 def load_runs(runs: Sequence[Path]) -> tuple[dict[str, Policy], list[SeedGroup]]:
     """The learned policies of ``runs`` by name (``group_runs``' names) and the seed groups among them."""
     named, groups = group_runs(runs)
