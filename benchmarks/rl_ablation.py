@@ -3,9 +3,9 @@
     python benchmarks/rl_ablation.py --candidates baseline,bc-cachenet --seeds 0,1 --timesteps 400000 \\
         --out results/ablation/warm_start.json
 
-Candidates: ``baseline`` (the main job's PPO settings, but trained and validated on the traces as recorded, x1:
-the main job trains over a mixture of speeds, ``agents.training.MIXED_BANDWIDTH_SCALES``, whose effect the README's
-"training speeds" table measures with 3 seeds), ``bc-<reference>`` (behaviour cloning from the tuned
+Candidates: ``baseline`` (the main job's PPO settings; trained and validated at ``--train-bandwidth-scales``, by
+default x1, the traces as recorded, while the main job trains over ``agents.training.MIXED_BANDWIDTH_SCALES``),
+``bc-<reference>`` (behaviour cloning from the tuned
 reference, then PPO: ``TrainConfig.warm_start``), optionally with ``+`` settings of TrainConfig
 (``baseline+n_epochs=5``). Every candidate trains with each seed for ``--timesteps`` steps (a reduced budget when
 below the main job's 600,000: say so when reporting). References (cachenet, learned-greedy) are tuned once on
@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--timesteps", type=int, default=400_000)
     parser.add_argument("--episodes", type=int, default=2, help="held-out episodes per test trace")
+    parser.add_argument("--train-bandwidth-scales", default="1", metavar="S1,S2,...",
+                        help="throughput scales every candidate trains and validates at, the references validated at "
+                        "the same (default: 1, the traces as recorded; the main job's are 0.25,0.5,1,2,4)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tuning-cache", type=Path, default=None,
                         help="pickle of the tuned references (written when missing, read when present)")
@@ -94,6 +97,13 @@ def main() -> None:
     args = parser.parse_args()
     cands = {c: _candidate(c) for c in args.candidates.split(",")}
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        scales = tuple(float(s) for s in args.train_bandwidth_scales.split(","))
+    except ValueError:
+        parser.error(f"--train-bandwidth-scales: {args.train_bandwidth_scales!r} is not a comma-separated list of "
+                     "numbers > 0")
+    if not all(0 < s < float("inf") for s in scales):
+        parser.error(f"--train-bandwidth-scales: {args.train_bandwidth_scales!r}: expected numbers > 0")
 
     from agents.evaluation import (
         Setup,
@@ -126,10 +136,11 @@ def main() -> None:
     learned = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            val = Validation.create(setup, TrainConfig().val_fraction, seed)
+            val = Validation.create(setup, TrainConfig().val_fraction, seed, scales)
             ref_val = {n: val.accuracy(p) for n, p in refs.items()}
             for name, (warm, settings) in cands.items():
-                tcfg = TrainConfig.sized(args.timesteps, seed=seed, warm_start=warm, **settings)
+                tcfg = TrainConfig.sized(args.timesteps, seed=seed, warm_start=warm, bandwidth_scales=scales,
+                                         **settings)
                 out = Path(tmp) / f"{name}-seed{seed}".replace("+", "_").replace("=", "")
                 t = time.time()
                 res = train_sb3(setup, out, tcfg, progress=False, teacher=refs.get(warm))
@@ -165,7 +176,8 @@ def main() -> None:
             "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
     refs_test = {n: {fam: m["accuracy"] for fam, m in results[n].metrics.items()} for n in refs}
     write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": _commit(),
-                          "timesteps": args.timesteps, "test_episodes_per_trace": args.episodes,
+                          "timesteps": args.timesteps, "train_bandwidth_scales": list(scales),
+                          "test_episodes_per_trace": args.episodes,
                           "best_reference_on_test": best, "references_test": refs_test, "summary": summary,
                           "runs": runs, "tuning_seconds": tuning_s, "total_seconds": round(time.time() - t0, 1)})
     print(f"best reference on the held-out episodes: {best}")

@@ -109,7 +109,9 @@ def _seeds_and_sweep(folder: Path, suffix: str, scales: list[float], at_x1: floa
     per_seed = [{"seed": 0, "difference": at_x1 - 0.002}, {"seed": 1, "difference": at_x1 + 0.002}]
     meta = {"across_seeds": {"ppo (2 seeds)": {"all": {"vs_best_heuristic": {
         "reference": "learned-greedy", "difference": at_x1, "difference_ci95": [at_x1 - 0.01, at_x1 + 0.01],
-        "per_seed": per_seed}}}}}
+        "per_seed": per_seed}}}},
+            "run": {"runs": {f"ppo-seed{s}": {"train_seconds": 100.0 + 10 * s + 100 * (len(scales) > 1)}
+                             for s in (0, 1)}}}
     (folder / f"seeds{suffix}.json").write_text(json.dumps({
         "format": results.FORMAT, "name": f"seeds{suffix}", "command": ["train_agent.py", "run", "--seeds", "0,1"],
         "code": {"commit": "12" * 20}, "kind": "report", "report": {}, "meta": meta}))
@@ -134,9 +136,9 @@ def test_training_speeds_block_sets_the_mixture_beside_x1(tmp_path: Path) -> Non
     _seeds_and_sweep(folder, "-x1", [1.0], 0.011, -0.021)
     _seeds_and_sweep(folder, "", [0.5, 1.0, 2.0], 0.014, 0.003)
     text = results.block_training_speeds(folder)
-    assert ("| bandwidth x1 and 200 ms | +0.011 [+0.001, +0.021] against learned-greedy | +0.009, +0.013 | 1 of 2 | "
+    assert ("| bandwidth x1 and 200 ms | 105 | +0.011 [+0.001, +0.021] against learned-greedy | +0.009, +0.013 | 1 of 2 | "
             "1 / 1 | x4, 200 ms: -0.021 [-0.026, -0.016] against learned-greedy |") in text
-    assert ("| bandwidth x0.5, 1, 2 and 200 ms | +0.014 [+0.004, +0.024] against learned-greedy | +0.012, +0.016 | "
+    assert ("| bandwidth x0.5, 1, 2 and 200 ms | 205 | +0.014 [+0.004, +0.024] against learned-greedy | +0.012, +0.016 | "
             "2 of 2 | 1 / 0 | x4, 200 ms: +0.003 [-0.002, +0.008] against learned-greedy |") in text
     assert "`seeds-x1.json` from `train_agent.py run --seeds 0,1` at commit `1212121212`" in text
 
@@ -158,6 +160,7 @@ def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) 
     assert "| baseline | 100,000 | 2 | 100 | 0.771 | +0.004, -0.002 | 0.750 | +0.006, -0.001 |" in text
     assert "cachenet 0.745, learned-greedy 0.748" in text
     assert "a reduced budget (100,000 steps, not the main job's 600,000)" in text
+    assert "Every run trained and validated at bandwidth x1; held out at x1." in text
 
 
 def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:

@@ -382,9 +382,11 @@ def block_ablation(results_dir: Path, name: str = "ablation") -> str:
     budget = (f"{d['timesteps']:,} steps per run" if d["timesteps"] >= 600_000 else
               f"a reduced budget ({d['timesteps']:,} steps, not the main job's 600,000), so it ranks candidates and "
               "is no headline")
+    scales = ", ".join(f"{v:g}" for v in d.get("train_bandwidth_scales", [1.0]))
     lines += ["", f"References on the same held-out episodes: {refs}. Validation: each run's own validation traces, "
               "the references scored on the same episodes, the best reference per seed; the best validation is "
-              f"picked over the run's evaluations, so it is optimistic. Measured by {_measured(rec)}, {budget}."]
+              f"picked over the run's evaluations, so it is optimistic. Every run trained and validated at bandwidth "
+              f"x{scales}; held out at x1. Measured by {_measured(rec)}, {budget}."]
     return "\n".join(lines)
 
 
@@ -428,9 +430,9 @@ def block_training_speeds(results_dir: Path) -> str:
     """The main job's three seeds trained at x1 only against the same runs trained over a mixture of speeds: the
     held-out difference to the best tuned reference at x1 (``seeds-x1`` / ``seeds``) and the sweep's verdict
     (``sweep-x1`` / ``sweep``)."""
-    lines = ["| trained at | held-out at x1: minus the best tuned reference, mean [t-interval over seeds] | per seed "
-             "| sweep points at or above the best re-tuned reference | intervals above / below 0 | worst point |",
-             "|---|---:|---|---:|---:|---|"]
+    lines = ["| trained at | training s per run (mean) | held-out at x1: minus the best tuned reference, mean "
+             "[t-interval over seeds] | per seed | sweep points at or above the best re-tuned reference | intervals "
+             "above / below 0 | worst point |", "|---|---:|---:|---|---:|---:|---|"]
     for seeds_name, sweep_name in (("seeds-x1", "sweep-x1"), ("seeds", "sweep")):
         seeds, sweep = load(results_dir, seeds_name), load(results_dir, sweep_name)
         across = seeds["meta"]["across_seeds"]
@@ -440,7 +442,9 @@ def block_training_speeds(results_dir: Path) -> str:
         verdict = sweep_verdict(sweep["sweep"])[group]
         w = verdict["worst"]
         wlo, whi = w["difference_ci95"]
-        lines.append(f"| {_trained_at(sweep['sweep'], group)} | {v['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] against "
+        runs = seeds["meta"]["run"].get("runs", {}).values()
+        train_s = sum(r["train_seconds"] for r in runs) / len(runs) if runs else float("nan")
+        lines.append(f"| {_trained_at(sweep['sweep'], group)} | {train_s:.0f} | {v['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] against "
                      f"{v['reference']} | " + ", ".join(f"{p['difference']:+.3f}" for p in v["per_seed"])
                      + f" | {verdict['at_or_above']} of {verdict['points']} | {verdict['above']} / {verdict['below']} "
                      f"| x{w['bandwidth_scale']:g}, {w['deadline_ms']:g} ms: {w['difference']:+.3f} [{wlo:+.3f}, "
