@@ -135,12 +135,22 @@ def test_training_speeds_block_sets_the_mixture_beside_x1(tmp_path: Path) -> Non
     folder.mkdir()
     _seeds_and_sweep(folder, "-x1", [1.0], 0.011, -0.021)
     _seeds_and_sweep(folder, "", [0.5, 1.0, 2.0], 0.014, 0.003)
+    for name, diff in (("fcc-to-norway-x1", 0.022), ("fcc-to-norway", 0.018)):
+        pair = {"difference": diff, "difference_ci95": [diff - 0.005, diff + 0.005]}
+        (folder / f"{name}.json").write_text(json.dumps({
+            "format": results.FORMAT, "name": name, "command": ["train_agent.py", "evaluate"],
+            "code": {"commit": "56" * 20}, "kind": "report", "report": {},
+            "meta": {"best_heuristic": "cachenet", "policies": {"cachenet": {"name": "cachenet"},
+                                                                 "fcc-ppo": {"framework": "sb3"}},
+                     "paired_vs_best_heuristic": {"cachenet": pair, "fcc-ppo": {"all": pair}}}}))
     text = results.block_training_speeds(folder)
     assert ("| bandwidth x1 and 200 ms | 105 | +0.011 [+0.001, +0.021] against learned-greedy | +0.009, +0.013 | 1 of 2 | "
             "1 / 1 | x4, 200 ms: -0.021 [-0.026, -0.016] against learned-greedy |") in text
     assert ("| bandwidth x0.5, 1, 2 and 200 ms | 205 | +0.014 [+0.004, +0.024] against learned-greedy | +0.012, +0.016 | "
             "2 of 2 | 1 / 0 | x4, 200 ms: +0.003 [-0.002, +0.008] against learned-greedy |") in text
     assert "`seeds-x1.json` from `train_agent.py run --seeds 0,1` at commit `1212121212`" in text
+    assert ("trained at x1, fcc-ppo minus cachenet +0.022 [+0.017, +0.027]; trained over the mixture, fcc-ppo minus "
+            "cachenet +0.018 [+0.013, +0.023].") in text
 
 
 def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) -> None:

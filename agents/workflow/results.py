@@ -453,6 +453,14 @@ def block_training_speeds(results_dir: Path) -> str:
         f"`{n}.json` from `{' '.join(load(results_dir, n)['command'] or [])}` at commit "
         f"`{((load(results_dir, n).get('code') or {}).get('commit') or 'unknown')[:10]}`"
         for n in ("seeds-x1", "seeds")) + "), and the sweep of those runs (`sweep-x1.json`, `sweep.json`)."]
+    cross = []
+    for name, trained in (("fcc-to-norway-x1", "at x1"), ("fcc-to-norway", "over the mixture")):
+        meta = load(results_dir, name)["meta"]
+        learned = next(n for n, p in meta["policies"].items() if "framework" in p)
+        cross.append(f"trained {trained}, {learned} minus {meta['best_heuristic']} "
+                     f"{_diff(meta['paired_vs_best_heuristic'][learned]['all'])}")
+    lines += ["", "FCC -> Norway (one training seed, `fcc-to-norway-x1.json` and `fcc-to-norway.json`): "
+              + "; ".join(cross) + "."]
     return "\n".join(lines)
 
 
