@@ -41,13 +41,15 @@ def _experiment(args: argparse.Namespace):
     framework = getattr(args, "framework", "sb3")  # ``run`` has no --framework: the main job is SB3
     given = args.train_bandwidth_scales
     scales = default_bandwidth_scales(framework) if given is None else tuple(given)
+    deadlines = () if args.train_deadlines_ms is None else tuple(args.train_deadlines_ms)
     if framework == "rllib":
         train = TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
-                            num_env_runners=args.num_env_runners, bandwidth_scales=scales)
+                            num_env_runners=args.num_env_runners, bandwidth_scales=scales, deadlines_ms=deadlines)
     else:
         warm = getattr(args, "warm_start", "none")  # only run has the flag: train has no tuned reference
         train = TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed,
-                                  bandwidth_scales=scales, warm_start=run_warm_start(args.algo) if warm is None else warm)
+                                  bandwidth_scales=scales, deadlines_ms=deadlines,
+                                  warm_start=run_warm_start(args.algo) if warm is None else warm)
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
                       progress=not args.no_progress, address=args.address,
@@ -219,6 +221,10 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "these throughput scales, one policy robust to slower and faster networks; 1 trains on the traces "
                    f"as recorded (default: {','.join(f'{s:g}' for s in MIXED_BANDWIDTH_SCALES)} for SB3, 1 for "
                    "RLlib, which trains on the traces as recorded only)")
+    p.add_argument("--train-deadlines-ms", type=argtype(parse_positive_list), default=None, metavar="D1,D2,...",
+                   help="SB3: train (and pick the best model) at each of these deadlines, one policy for a range of "
+                   "deadlines; each gets an equal share of --n-envs and of the validation traces (default: the env's "
+                   "deadline only)")
     p.add_argument("--out", type=nonempty(Path), default=None, help="run folder (default: runs/<algo>-seed<seed>); a "
                    "folder that holds a run needs --resume or --force")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "

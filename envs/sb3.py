@@ -17,7 +17,27 @@ from .core import OffloadDynamics
 from .offload_env import _inputs, _spaces
 
 
-class SB3OffloadVecEnv(VecEnv):
+class _InProcessVecEnv(VecEnv):
+    """What SB3's VecEnv protocol asks of an env whose sub-envs live in this process as one batch: attributes are
+    the batch's own, and there are no per-env methods or wrappers."""
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        raise AttributeError(f"{type(self).__name__} has no per-env methods; {method_name!r} is not available")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+class SB3OffloadVecEnv(_InProcessVecEnv):
     """SB3's VecEnv protocol on ``OffloadDynamics``: same-step autoreset, ``terminal_observation`` in infos.
 
     Episodes end by truncation only, flagged with ``TimeLimit.truncated`` so SB3 bootstraps their value.
@@ -72,17 +92,49 @@ class SB3OffloadVecEnv(VecEnv):
                         "TimeLimit.truncated": bool(out.out["truncated"][i])}
         return out.obs.copy(), out.out["reward"].astype(np.float32), done, infos
 
+
+
+class SB3ConcatVecEnv(_InProcessVecEnv):
+    """Several ``SB3OffloadVecEnv`` side by side as one SB3 VecEnv: sub-envs keep their order, part after part.
+
+    The parts may differ in their ``EnvConfig`` (one deadline each, say) but must share the observation and action
+    spaces; each steps its own batched core, so the dynamics are the single env's. ``seed(s)`` seeds part k from
+    s + (the sub-envs before it), so sub-env i replays what ``OffloadEnv`` gives with its part's config for seed s + i.
+    """
+
+    def __init__(self, parts: Sequence[SB3OffloadVecEnv]):
+        if not parts:
+            raise ValueError("SB3ConcatVecEnv needs at least one part")
+        first = parts[0]
+        for k, part in enumerate(parts[1:], 1):
+            if part.observation_space != first.observation_space or part.action_space != first.action_space:
+                raise ValueError(f"SB3ConcatVecEnv: part {k} has other observation or action spaces than part 0")
+        self.parts = list(parts)
+        self._bounds = np.cumsum([0] + [p.num_envs for p in parts])
+        self.render_mode = None
+        super().__init__(int(self._bounds[-1]), first.observation_space, first.action_space)
+        self.action_names = first.action_names
+        self.observation_fields = first.observation_fields
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        out: list[int | None] = []
+        for start, part in zip(self._bounds, self.parts):
+            out += part.seed(None if seed is None else seed + int(start))
+        return out
+
+    def reset(self) -> np.ndarray:
+        return np.concatenate([part.reset() for part in self.parts])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions)
+        for k, part in enumerate(self.parts):
+            part.step_async(actions[self._bounds[k]:self._bounds[k + 1]])
+
+    def step_wait(self) -> VecEnvStepReturn:
+        outs = [part.step_wait() for part in self.parts]
+        return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]),
+                np.concatenate([o[2] for o in outs]), [info for o in outs for info in o[3]])
+
     def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        raise AttributeError(f"{type(self).__name__} has no per-env methods; {method_name!r} is not available")
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        for part in self.parts:
+            part.close()

@@ -83,7 +83,7 @@ def test_training_on_scaled_bandwidth_fits_and_validates_on_every_scale() -> Non
         for base, t in zip(plain.val_traces, scaled.val_traces[k * n:(k + 1) * n]):
             assert (t.family, t.name) == (base.family, base.name)
             assert t.mean_mbps == base.mean_mbps * factor or abs(t.mean_mbps / base.mean_mbps - factor) < 1e-9
-    assert scaled.env.num_envs == 2 * n  # one validation episode per scaled trace
+    assert [p.env.num_envs for p in scaled.parts] == [2 * n]  # one validation episode per scaled trace
 
 
 def test_scaled_training_flag_is_checked_before_loading(tmp_path: Path) -> None:

@@ -39,7 +39,17 @@ from .seeds import (
                       seeds_markdown,
                       t_quantile_975,
 )
-from .suite import Setup, Validation, evaluate_on_test, named_policies, trace_means, training_scorer, tuned_heuristics
+from .suite import (
+    Setup,
+    Validation,
+    condition_configs,
+    deal,
+    evaluate_on_test,
+    named_policies,
+    trace_means,
+    training_scorer,
+    tuned_heuristics,
+)
 from .sweep import (
                       MAX_EVALUATIONS,
                       SWEEP_FILES,
@@ -55,7 +65,7 @@ from .sweep import (
 __all__ = ["MAX_EVALUATIONS", "MAX_SEEDS", "SEED_INTERVAL_NOTE", "SWEEP_FILES", "SWEEP_PARTIAL",
            "EnvFactory", "Episodes", "EvalResult", "Rollout", "SeedGroup", "Setup", "TrainingScorer",
            "Validation", "across_seeds", "best_heuristic", "bootstrap_ci", "check_seed_count",
-           "check_sweep_size", "cross_setup", "default_workers", "describe_training", "describe_test_side",
+           "check_sweep_size", "condition_configs", "cross_setup", "deal", "default_workers", "describe_training", "describe_test_side",
            "evaluate", "evaluate_many", "evaluate_on_test", "is_report_file", "load_test_traces",
            "make_episodes", "mark_family_warnings", "named_policies", "paired_versus",
            "rollout", "run_sweep", "runs_trained_on", "seed_stats", "seeds_markdown",

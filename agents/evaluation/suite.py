@@ -57,6 +57,26 @@ class Setup:
         return observation.action_names(self.profile.resolutions)
 
 
+def deal(items: Sequence[Any], hands: int) -> list[list[Any]]:
+    """``items`` dealt round-robin into ``hands`` lists (hand k: items k, k + hands, ...), the order kept."""
+    return [list(items[k::hands]) for k in range(hands)]
+
+
+def condition_configs(config: EnvConfig, deadlines_ms: Sequence[float] = ()) -> list[EnvConfig]:
+    """``config`` at each of ``deadlines_ms``; ``()`` is ``config`` itself (its own deadline only)."""
+    return [config.replace(deadline_ms=float(d)) for d in deadlines_ms] or [config]
+
+
+@dataclass
+class ValidationPart:
+    """The validation episodes at one deadline: its config, traces and env, and the fixed episodes."""
+
+    config: EnvConfig
+    traces: list[Trace]
+    env: OffloadVectorEnv
+    episodes: Any
+
+
 @dataclass
 class Validation:
     """The share of training traces held out from fitting, with fixed episodes (training scenes) to score on.
@@ -66,25 +86,41 @@ class Validation:
 
     fit_traces: list[Trace]
     val_traces: list[Trace]
-    env: OffloadVectorEnv
-    episodes: Any
+    parts: list[ValidationPart]
 
     @classmethod
-    def create(cls, setup: Setup, val_fraction: float, seed: int,
-               bandwidth_scales: Sequence[float] = (1.0,)) -> Validation:
+    def create(cls, setup: Setup, val_fraction: float, seed: int, bandwidth_scales: Sequence[float] = (1.0,),
+               deadlines_ms: Sequence[float] = ()) -> Validation:
         """Split the training traces into fitting and validation files; with ``bandwidth_scales`` other than
         ``(1.0,)`` both sides hold every file at each throughput scale (``Trace.scaled``), so a policy trained for a
-        range of network speeds is also picked on that range."""
+        range of network speeds is also picked on that range. With ``deadlines_ms`` the validation traces are dealt
+        round-robin over those deadlines (one episode each, as without), so a policy trained for a range of
+        deadlines is picked on that range at the same validation cost."""
         fit, val = split_traces(setup.train_traces, val_fraction, seed + 1)
         if tuple(bandwidth_scales) != (1.0,):
             fit = [t.scaled(s) for s in bandwidth_scales for t in fit]
             val = [t.scaled(s) for s in bandwidth_scales for t in val]
-        env = setup.factory("train")(len(val), val)
-        return cls(fit, val, env, make_episodes(env, 1, seed + 2))
+        configs = condition_configs(setup.env_config("train"), deadlines_ms)
+        if len(val) < len(configs):
+            raise ValueError(f"validation: {len(val)} validation trace(s) cannot cover {len(configs)} deadlines "
+                             f"{list(deadlines_ms)} (one trace each at least); give more traces or fewer deadlines")
+        parts = []
+        for cfg, traces in zip(configs, deal(val, len(configs))):
+            env = OffloadVectorEnv(len(traces), setup.profile, traces, cfg)
+            parts.append(ValidationPart(cfg, traces, env, make_episodes(env, 1, seed + 2)))
+        return cls(fit, val, parts)
 
     def accuracy(self, policy: Policy) -> float:
-        res = evaluate(policy, lambda n, t: self.env, self.val_traces, 1, episode_set=self.episodes)
-        return res.metrics["all"]["accuracy"]
+        """Accuracy over every validation episode (pooled over the deadlines, each episode of equal length)."""
+        if len(self.parts) == 1:  # one deadline: that env's own accuracy
+            part = self.parts[0]
+            return evaluate(policy, lambda n, t: part.env, part.traces, 1, episode_set=part.episodes).metrics[
+                "all"]["accuracy"]
+        total = 0.0
+        for part in self.parts:
+            res = evaluate(policy, lambda n, t, env=part.env: env, part.traces, 1, episode_set=part.episodes)
+            total += res.metrics["all"]["accuracy"] * len(part.traces)
+        return total / len(self.val_traces)
 
 
 # Episodes per training trace each heuristic is tuned on. One (48k decisions) left the grid searches choosing among

@@ -48,6 +48,10 @@ class TrainConfig:
     # the network's speed); (1.0,), a bare config's, trains on the traces as recorded; the CLI passes
     # ``default_bandwidth_scales(framework)`` (the mixture for SB3)
     bandwidth_scales: tuple[float, ...] = (1.0,)
+    # SB3: train and validate at each of these deadlines (ms) as well (one policy for a range of deadlines: the
+    # batched env is one env per deadline side by side, ``envs.sb3.SB3ConcatVecEnv``); (), a bare config's and the
+    # CLI's default, trains at the env config's deadline only
+    deadlines_ms: tuple[float, ...] = ()
     # network and optimiser (both frameworks; tanh MLP)
     net_arch: tuple[int, ...] = (256, 256)
     learning_rate: float = 3e-4
@@ -94,6 +98,17 @@ class TrainConfig:
         if self.framework == "rllib" and tuple(scales) != (1.0,):
             raise ValueError("TrainConfig.bandwidth_scales: RLlib trains on the traces as recorded only ((1.0,)); "
                              "scaled training is implemented for SB3")
+        deadlines = self.deadlines_ms
+        if not all(isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d < float("inf")
+                   for d in deadlines) or len(set(deadlines)) != len(deadlines):
+            raise ValueError(f"TrainConfig.deadlines_ms={deadlines!r}: expected distinct numbers > 0 (ms), or () for "
+                             "the env's deadline only")
+        if deadlines and self.framework == "rllib":
+            raise ValueError("TrainConfig.deadlines_ms: RLlib trains at the env's deadline only (()); training over "
+                             "several deadlines is implemented for SB3")
+        if len(deadlines) > self.n_envs:
+            raise ValueError(f"TrainConfig.deadlines_ms: {len(deadlines)} deadlines need n_envs >= {len(deadlines)} "
+                             f"(one batched env per deadline), got n_envs={self.n_envs}")
         if not isinstance(self.warm_start, str) or not self.warm_start:
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: expected 'none' or a policy name")
         if self.warm_start != "none" and (self.framework != "sb3" or self.algo == "dqn"):
@@ -116,7 +131,8 @@ class TrainConfig:
         unknown = sorted(set(stored) - names)
         if unknown:
             raise ValueError(f"train_config has unknown settings {unknown}; expected some of {sorted(names)}")
-        return cls(**{k: tuple(v) if k in ("net_arch", "bandwidth_scales") else v for k, v in stored.items()})
+        return cls(**{k: tuple(v) if k in ("net_arch", "bandwidth_scales", "deadlines_ms")
+                     else v for k, v in stored.items()})
 
     @property
     def method(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import Setup, Validation
+from agents.evaluation import Setup, Validation, condition_configs, deal
 from agents.policies import LearnedPolicy, Policy
 from offload_common.files import atomic_path
 
@@ -59,18 +59,29 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from envs.sb3 import SB3OffloadVecEnv
+    from envs import observation_spec, select_profile
+    from envs.sb3 import SB3ConcatVecEnv, SB3OffloadVecEnv
 
     torch.set_num_threads(tcfg.threads)
     run = RunFolder(Path(out_dir), "sb3")
     out = run.root
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     run.record(out / "checkpoints", out / "tb")
-    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales)
+    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales, tcfg.deadlines_ms)
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
     train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
-    venv = VecMonitor(SB3OffloadVecEnv(tcfg.n_envs, setup.profile, fit_traces, train_cfg))
+    part_cfgs = condition_configs(train_cfg, tcfg.deadlines_ms)
+    if len(part_cfgs) == 1:
+        batched = SB3OffloadVecEnv(tcfg.n_envs, setup.profile, fit_traces, train_cfg)
+    else:  # one batched env per deadline, the n_envs devices shared out as evenly as they go
+        sizes = [len(hand) for hand in deal(range(tcfg.n_envs), len(part_cfgs))]
+        batched = SB3ConcatVecEnv([SB3OffloadVecEnv(n, setup.profile, fit_traces, cfg)
+                                   for n, cfg in zip(sizes, part_cfgs)])
+    venv = VecMonitor(batched)
     venv.seed(tcfg.seed)
+    # the contract a deployment rebuilds: the observation at the env config's own deadline (the parts differ only
+    # in theirs)
+    spec = observation_spec(select_profile(setup.profile, train_cfg), train_cfg)
 
     def policy(model: Any) -> LearnedPolicy:
         return LearnedPolicy(model, tcfg.algo, "sb3")
@@ -92,7 +103,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
         if teacher is not None:
             from .warmstart import behaviour_clone
 
-            state["warm_start"] = behaviour_clone(model, setup.profile, fit_traces, train_cfg, teacher, tcfg.seed,
+            state["warm_start"] = behaviour_clone(model, setup.profile, fit_traces, part_cfgs, teacher, tcfg.seed,
                                                   tcfg.gamma)
             state["seconds"] = state["warm_start"]["seconds"]
             log(f"warm start: cloned {teacher.name} on {state['warm_start']['samples']:,} states "
@@ -146,7 +157,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     run.save(out / "model.zip", model.save)
     run.save_checkpoint(model.save, {**state, "timesteps": int(model.num_timesteps)})
     run.finish(training_record(
-        setup, tcfg, venv.venv.observation_spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
+        setup, tcfg, spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
         seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
         this_session_s=round(time.time() - t_start, 1),
         **({"warm_start": state["warm_start"]} if "warm_start" in state else {})))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import make_episodes
+from agents.evaluation import deal, make_episodes
 from agents.policies import Policy
 
 
@@ -52,16 +52,21 @@ def teacher_data(profile: Any, traces: Sequence, env_cfg: Any, teacher: Policy, 
     return x, np.stack(acts, 1).reshape(-1), ret.reshape(-1)
 
 
-def behaviour_clone(model: Any, profile: Any, traces: Sequence, env_cfg: Any, teacher: Policy, seed: int,
+def behaviour_clone(model: Any, profile: Any, traces: Sequence, env_cfgs: Sequence[Any], teacher: Policy, seed: int,
                     gamma: float, episodes: int = 2, epsilon: float = 0.1, epochs: int = 4, batch: int = 1024,
                     lr: float = 1e-3, value_weight: float = 0.5, min_steps: int = 200) -> dict[str, Any]:
     """Fit ``model.policy`` (an SB3 ActorCriticPolicy) to ``teacher`` on the fitting ``traces`` (``epochs``
     passes, more for small data so that at least ``min_steps`` gradient steps are taken); returns what was done
-    (samples, epochs, the clone's agreement with the teacher, seconds) for the run's record."""
+    (samples, epochs, the clone's agreement with the teacher, seconds) for the run's record.
+
+    ``env_cfgs`` are the training env's configs (one per training deadline): the traces are dealt round-robin over
+    them, so the clone sees every deadline trained at and as many states as with one config."""
     import torch
 
     t0 = time.time()
-    x, a, ret = teacher_data(profile, traces, env_cfg, teacher, episodes, seed, gamma, epsilon)
+    data = [teacher_data(profile, hand, cfg, teacher, episodes, seed, gamma, epsilon)
+            for cfg, hand in zip(env_cfgs, deal(traces, len(env_cfgs))) if hand]
+    x, a, ret = (np.concatenate(parts) for parts in zip(*data))
     pol = model.policy
     opt = torch.optim.Adam(pol.parameters(), lr=lr)
     xt = torch.as_tensor(x, dtype=torch.float32)

@@ -80,14 +80,17 @@ def group_runs(runs: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[SeedG
 
 def training_conditions(runs: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Per learned run (``group_runs``' names): the bandwidth scales and the deadline it was trained at, from its
-    config.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as recorded, x1)."""
+    config.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as recorded, x1), and
+    ``deadlines_ms`` when it trained at several deadlines."""
     out: dict[str, dict[str, Any]] = {}
     for run, name in group_runs(runs)[0]:
         path = Path(run) / "config.json"
         cfg = read_json(path, "run config") if path.is_file() else {}
         scales = cfg.get("train_config", {}).get("bandwidth_scales", [1.0])
+        deadlines = cfg.get("train_config", {}).get("deadlines_ms", [])
         out[name] = {"bandwidth_scales": [float(s) for s in scales],
-                     "deadline_ms": cfg.get("env_config", {}).get("deadline_ms")}
+                     "deadline_ms": cfg.get("env_config", {}).get("deadline_ms"),
+                     **({"deadlines_ms": [float(d) for d in deadlines]} if deadlines else {})}
     return out
 
 
