@@ -426,14 +426,18 @@ def sweep_verdict(sw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# the trainings the training-conditions block sets side by side: (seeds record, sweep record of those runs)
+TRAINING_CONDITIONS = (("seeds-x1", "sweep-x1"), ("seeds", "sweep"), ("seeds-deadlines", "sweep-deadlines"))
+
+
 def block_training_speeds(results_dir: Path) -> str:
-    """The main job's three seeds trained at x1 only against the same runs trained over a mixture of speeds: the
-    held-out difference to the best tuned reference at x1 (``seeds-x1`` / ``seeds``) and the sweep's verdict
-    (``sweep-x1`` / ``sweep``)."""
-    lines = ["| trained at | training s per run (mean) | held-out at x1: minus the best tuned reference, mean "
+    """The main job's three seeds trained at x1 only, over a mixture of speeds, and over that mixture and several
+    deadlines: the held-out difference to the best tuned reference at x1 and 200 ms (``TRAINING_CONDITIONS``'
+    seeds records) and the sweep's verdict (their sweep records)."""
+    lines = ["| trained at | training s per run (mean) | held-out at x1 and 200 ms: minus the best tuned reference, mean "
              "[t-interval over seeds] | per seed | sweep points at or above the best re-tuned reference | intervals "
              "above / below 0 | worst point |", "|---|---:|---:|---|---:|---:|---|"]
-    for seeds_name, sweep_name in (("seeds-x1", "sweep-x1"), ("seeds", "sweep")):
+    for seeds_name, sweep_name in TRAINING_CONDITIONS:
         seeds, sweep = load(results_dir, seeds_name), load(results_dir, sweep_name)
         across = seeds["meta"]["across_seeds"]
         group = next(iter(across))
@@ -452,7 +456,8 @@ def block_training_speeds(results_dir: Path) -> str:
     lines += ["", "Each row: the 3 training seeds of `run --seeds 0,1,2` (" + "; ".join(
         f"`{n}.json` from `{' '.join(load(results_dir, n)['command'] or [])}` at commit "
         f"`{((load(results_dir, n).get('code') or {}).get('commit') or 'unknown')[:10]}`"
-        for n in ("seeds-x1", "seeds")) + "), and the sweep of those runs (`sweep-x1.json`, `sweep.json`)."]
+        for n, _ in TRAINING_CONDITIONS) + "), and the sweep of those runs (" + ", ".join(
+        f"`{sweep_name}.json`" for _, sweep_name in TRAINING_CONDITIONS) + ")."]
     cross = []
     for name, trained in (("fcc-to-norway-x1", "at x1"), ("fcc-to-norway", "over the mixture")):
         meta = load(results_dir, name)["meta"]
@@ -527,6 +532,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "profile": block_profile,
     "seeds": block_seeds,
     "sweep": block_sweep,
+    "sweep-deadlines": lambda d: block_sweep(d, "sweep-deadlines"),
     "training-speeds": block_training_speeds,
     "fcc-to-norway-table": lambda d: block_main_table(d, "fcc-to-norway", "the evaluation"),
     "fcc-to-norway-claim": lambda d: block_main_claim(d, "fcc-to-norway"),

@@ -80,12 +80,15 @@ def group_runs(runs: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[SeedG
 
 def training_conditions(runs: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Per learned run (``group_runs``' names): the bandwidth scales and the deadline it was trained at, from its
-    config.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as recorded, x1), and
+    config.json or train.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as
+    recorded, x1), and
     ``deadlines_ms`` when it trained at several deadlines."""
     out: dict[str, dict[str, Any]] = {}
     for run, name in group_runs(runs)[0]:
-        path = Path(run) / "config.json"
-        cfg = read_json(path, "run config") if path.is_file() else {}
+        # config.json, which the CLI writes; a run trained through the API (train_sb3) has only train.json, which
+        # records the same two settings
+        path = next((p for p in (Path(run) / "config.json", Path(run) / "train.json") if p.is_file()), None)
+        cfg = read_json(path, "run config") if path is not None else {}
         scales = cfg.get("train_config", {}).get("bandwidth_scales", [1.0])
         deadlines = cfg.get("train_config", {}).get("deadlines_ms", [])
         out[name] = {"bandwidth_scales": [float(s) for s in scales],
