@@ -223,3 +223,28 @@ def test_the_main_job_reproduces_its_recorded_results(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert train_agent.main(["--out", str(out), "--no-progress"]) == 0
     assert results.collect(out)["report"] == recorded["report"]
+
+
+def test_temporal_confidence_block_says_which_head_beats_the_max_probability(tmp_path: Path) -> None:
+    rows = [{"scorer": "calibrated max probability", "auroc": [0.857], "brier": [0.150]},
+            {"scorer": "top-1 agreement share over 8 frames (ties by max probability)", "auroc": [0.854], "brier": []},
+            {"scorer": "distilled head: one frame", "auroc": [0.845, 0.847], "brier": [0.155, 0.157]},
+            {"scorer": "distilled head: + history", "auroc": [0.864, 0.856], "brier": [0.146, 0.146]}]
+    folder = tmp_path / "results"
+    folder.mkdir()
+
+    def write(rows: list) -> None:
+        (folder / "temporal-confidence.json").write_text(json.dumps({
+            "format": results.FORMAT, "name": "temporal-confidence", "kind": "benchmark",
+            "command": ["python", "benchmarks/temporal_confidence.py"], "code": {"commit": "ab" * 20},
+            "data": {"test_frames": 10464, "train_frames": 25417, "window": 8, "rows": rows}}))
+
+    write(rows)
+    text = results.block_temporal_confidence(folder)
+    assert "| distilled head: one frame | 0.846 | 0.845, 0.847 | 0.156 |" in text
+    assert "| top-1 agreement share over 8 frames (ties by max probability) | 0.854 | 0.854 | - |" in text
+    # one seed of the history head (0.856) is below the max probability (0.857): no head is above with every seed
+    assert "No head is above the calibrated max probability with every head seed." in text
+    rows[3]["auroc"] = [0.864, 0.865]
+    write(rows)
+    assert "with every head seed: + history." in results.block_temporal_confidence(folder)

@@ -309,6 +309,28 @@ def block_device_latency(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def block_temporal_confidence(results_dir: Path) -> str:
+    """How well each scorer ranks the student's answers on test scenes, with and without the scene's history
+    (``benchmarks/temporal_confidence.py``), and whether any head beats the calibrated max probability."""
+    rec = load(results_dir, "temporal-confidence")
+    d = rec["data"]
+    lines = [f"| P(student right) on {d['test_frames']:,} test-scene frames | AUROC (mean over head seeds) | per seed "
+             "| Brier (mean) |", "|---|---:|---|---:|"]
+    for r in d["rows"]:
+        brier = f"{sum(r['brier']) / len(r['brier']):.3f}" if r["brier"] else "-"
+        lines.append(f"| {r['scorer']} | {sum(r['auroc']) / len(r['auroc']):.3f} | " + ", ".join(f"{a:.3f}" for a in r["auroc"])
+                     + f" | {brier} |")
+    maxprob = sum(d["rows"][0]["auroc"]) / len(d["rows"][0]["auroc"])
+    heads = [r for r in d["rows"] if r["scorer"].startswith("distilled head")]
+    above = [r["scorer"].removeprefix("distilled head: ") for r in heads if min(r["auroc"]) > maxprob]
+    verdict = (f"Above the calibrated max probability with every head seed: {', '.join(above)}." if above else
+               "No head is above the calibrated max probability with every head seed.")
+    lines += ["", f"{verdict} Heads fitted on {d['train_frames']:,} training-scene frames, with the profile's head "
+              f"settings; the history is the {d['window']} frames before each frame in its scene. Measured by "
+              f"{_measured(rec)}."]
+    return "\n".join(lines)
+
+
 def block_live_parity(results_dir: Path, name: str = "live-parity") -> str:
     """Sim vs live on several held-out traces (``benchmarks/live_parity.py``), and the issue's goals."""
     rec = load(results_dir, name)
@@ -527,6 +549,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
     "temporal": block_temporal,
+    "temporal-confidence": block_temporal_confidence,
     "main-table": block_main_table,
     "main-claim": block_main_claim,
     "profile": block_profile,
