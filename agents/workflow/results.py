@@ -545,6 +545,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation": block_ablation,
     "ablation-hp": lambda d: block_ablation(d, "ablation-hp"),
     "ablation-mixed": lambda d: block_ablation(d, "ablation-mixed"),
+    "ablation-gamma": lambda d: block_ablation(d, "ablation-gamma"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
