@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,3 +30,13 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     payload = {"machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                            "python": platform.python_version()}, **payload}
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def git_commit() -> str:
+    """The project's HEAD commit, with ``-dirty`` appended when tracked files have uncommitted changes (what
+    ``train_agent.py results --record`` reads from a benchmark's ``git_commit``)."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("-dirty" if dirty else "")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,17 +28,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import git_commit, write_json  # noqa: E402
 
 REFERENCES = ("cachenet", "learned-greedy")
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("-dirty" if dirty else "")
 
 
 def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
@@ -175,7 +166,7 @@ def main() -> None:
             f"test_minus_{best}_per_seed": [r["test"]["all"][f"minus_{best}"] for r in rs],
             "wall_s_mean": float(np.mean([r["wall_s"] for r in rs]))}
     refs_test = {n: {fam: m["accuracy"] for fam, m in results[n].metrics.items()} for n in refs}
-    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": _commit(),
+    write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": git_commit(),
                           "timesteps": args.timesteps, "train_bandwidth_scales": list(scales),
                           "test_episodes_per_trace": args.episodes,
                           "best_reference_on_test": best, "references_test": refs_test, "summary": summary,

@@ -19,7 +19,6 @@ worth that. The JSON records the command and the git commit.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,15 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("-dirty" if dirty else "")
+from common import git_commit, write_json  # noqa: E402
 
 
 def scene_history(scene: np.ndarray, top1: np.ndarray, pmax: np.ndarray, embedding: np.ndarray,
@@ -110,7 +101,7 @@ def main() -> None:
         b = f"{np.mean(r['brier']):.3f}" if r["brier"] else "-"
         print(f"| {r['scorer']} | {np.mean(r['auroc']):.3f} | " + ", ".join(f"{a:.3f}" for a in r["auroc"])
               + f" | {b} |")
-    write_json(args.out, {"benchmark": "temporal_confidence", "command": ["python", *sys.argv], "commit": _commit(),
+    write_json(args.out, {"benchmark": "temporal_confidence", "command": ["python", *sys.argv], "git_commit": git_commit(),
                           "profile": str(args.profile), "window": args.window, "head_seeds": seeds,
                           "test_frames": int(test.sum()), "train_frames": int(is_train.sum()), "rows": rows,
                           "seconds": round(time.time() - t0, 1)})
