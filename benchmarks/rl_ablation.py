@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--train-bandwidth-scales", default="1", metavar="S1,S2,...",
                         help="throughput scales every candidate trains and validates at, the references validated at "
                         "the same (default: 1, the traces as recorded; the main job's are 0.25,0.5,1,2,4)")
+    parser.add_argument("--temporal-observation", action="store_true",
+                        help="every policy, references included, observes the student's recent history as well "
+                        "(EnvConfig.temporal_observation); the references are then tuned here, not read from a report")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tuning-cache", type=Path, default=None,
                         help="pickle of the tuned references (written when missing, read when present)")
@@ -86,6 +89,9 @@ def main() -> None:
                         "inputs and commit) instead of tuning again: cachenet as recorded, learned-greedy's model "
                         "refitted (deterministic; its fingerprint must match the record) with the recorded bonuses")
     args = parser.parse_args()
+    if args.temporal_observation and (args.from_report is not None or args.tuning_cache is not None):
+        parser.error("--temporal-observation: the references must be tuned on the observation with the temporal "
+                     "fields; drop --from-report / --tuning-cache")
     cands = {c: _candidate(c) for c in args.candidates.split(",")}
     seeds = [int(s) for s in args.seeds.split(",")]
     try:
@@ -106,10 +112,12 @@ def main() -> None:
     )
     from agents.training import TrainConfig, load_run_policy, train_sb3
     from bandwidth_traces import default_traces
+    from envs import EnvConfig
     from perception import DEFAULT_PROFILE, FrameProfile
 
     t0 = time.time()
-    setup = Setup.create(FrameProfile.load(DEFAULT_PROFILE), default_traces(None, seed=0)[0])
+    setup = Setup.create(FrameProfile.load(DEFAULT_PROFILE), default_traces(None, seed=0)[0],
+                         EnvConfig(temporal_observation=args.temporal_observation))
     if args.from_report is not None:
         refs = _references_from_report(setup, args.from_report)
         tuning_s = None
@@ -168,6 +176,7 @@ def main() -> None:
     refs_test = {n: {fam: m["accuracy"] for fam, m in results[n].metrics.items()} for n in refs}
     write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": git_commit(),
                           "timesteps": args.timesteps, "train_bandwidth_scales": list(scales),
+                          "temporal_observation": args.temporal_observation,
                           "test_episodes_per_trace": args.episodes,
                           "best_reference_on_test": best, "references_test": refs_test, "summary": summary,
                           "runs": runs, "tuning_seconds": tuning_s, "total_seconds": round(time.time() - t0, 1)})

@@ -70,6 +70,8 @@ class EnvConfig:
         rate_ema: smoothing factor of the recent-offload-rate feature.
         prior_mbps: throughput assumed before the first measurement of an episode.
         oracle_bandwidth: add the trace's true current throughput to the observation (ablations only).
+        temporal_observation: add the student's recent history to the observation (``top1_stable``, ``pmax_ema``:
+            ``offload_common.observation``); ablations only until the device runtime computes it.
         profile_split / trace_split: which side of the scene split and of the trace split the env replays.
         test_fraction / split_seed: how both splits are drawn (by scene and by trace file).
         trace_families: families to use (None: all); a single string is one family name (``"fcc"`` means
@@ -92,6 +94,7 @@ class EnvConfig:
     rate_ema: float = 0.1
     prior_mbps: float = 1.0
     oracle_bandwidth: bool = False
+    temporal_observation: bool = False
     profile_split: Split = "train"
     trace_split: Split = "train"
     test_fraction: float = 0.3
@@ -174,6 +177,6 @@ _FIELD_TYPES = {
     "cloud_rtt_ms": "number", "compute_scale": "number", "student_ms": "number or None", "device_ms": "number",
     "request_ms": "number", "byte_cost": "number",
     "reward_baseline": "str", "history": "int", "max_queue": "int", "rate_ema": "number", "prior_mbps": "number",
-    "oracle_bandwidth": "bool", "profile_split": "str", "trace_split": "str", "test_fraction": "number",
+    "oracle_bandwidth": "bool", "temporal_observation": "bool", "profile_split": "str", "trace_split": "str", "test_fraction": "number",
     "split_seed": "int", "trace_families": "families", "skip_downlink": "bool",
 }

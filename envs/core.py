@@ -97,7 +97,8 @@ def observation_spec(profile: FrameProfile, config: EnvConfig) -> ObservationSpe
     return ObservationSpec(
         top_k=profile.top_k, history=config.history, resolutions=profile.resolutions, deadline_s=config.deadline_s,
         remote_rtt_s=tuple(rtt_s.tolist()), remote_compute_s=tuple(compute_s.tolist()),
-        max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth)
+        max_queue=config.max_queue, prior_mbps=config.prior_mbps, oracle_bandwidth=config.oracle_bandwidth,
+        temporal=config.temporal_observation)
 
 
 def decision_seconds(profile: FrameProfile, config: EnvConfig) -> float:

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from offload_common import observation as features
-from offload_common.observation import SIGNALS, observation_into
+from offload_common.observation import PMAX_EMA_RATE, SIGNALS, observation_into
 
 from . import _numba_cache
 from .frame_table import FRAME_COLUMNS
@@ -70,6 +70,8 @@ STATE = np.dtype([
     ("cache_frame", np.int64),    # profile frame whose remote answer the device holds (-1: cache empty)
     ("cache_remote", np.int64),   # remote action index (0..R) that produced it
     ("cache_capture_s", np.float64),  # capture time of the cached answer's frame
+    ("top1_run", np.int64),       # frames right before prev_frame with its student top-1, in a row
+    ("pmax_ema", np.float64),     # EMA of the decided frames' top-1 probability (0 before the first)
 ])
 
 # columns of EnvState.uploads: one row per upload in the ring
@@ -263,6 +265,8 @@ def _begin_episode(device, uploads, i):
     d["last_action"] = 0
     d["segment"] = 0
     d["prev_frame"] = -1
+    d["top1_run"] = 0
+    d["pmax_ema"] = 0.0
     d["cache_frame"] = -1
     d["cache_remote"] = -1
     d["cache_capture_s"] = -np.inf
@@ -406,12 +410,25 @@ def _score(device, frames, prm, i, frame, action, on_time, nbytes):
 
 
 @jit
-def _advance(device, pieces, prm, i, action, frame, sent):
-    """Device i moves on to its next frame (behaviour memory, frame counter, scene piece); True when the episode
-    is over (truncated: the stream itself never ends)."""
+def _top1_run(dev, frames, prm, f):
+    """Frames right before frame ``f`` in this episode with the same student top-1 as it, in a row."""
+    prev = dev["prev_frame"]
+    if prev >= 0 and frames[f, prm["col_topk_class"]] == frames[prev, prm["col_topk_class"]]:
+        return dev["top1_run"] + 1
+    return 0
+
+
+@jit
+def _advance(device, pieces, frames, prm, i, action, frame, sent):
+    """Device i moves on to its next frame (behaviour memory, the student's recent history, frame counter, scene
+    piece); True when the episode is over (truncated: the stream itself never ends)."""
     dev = device[i]
     dev["offload_ema"] += prm["rate_ema"] * ((1.0 if sent else 0.0) - dev["offload_ema"])
     dev["last_action"] = action
+    top1_prob = frames[frame, prm["col_conf"]]  # the first confidence column: the top-1 probability
+    dev["pmax_ema"] = (top1_prob if dev["prev_frame"] < 0
+                       else dev["pmax_ema"] + PMAX_EMA_RATE * (top1_prob - dev["pmax_ema"]))
+    dev["top1_run"] = _top1_run(dev, frames, prm, frame)
     dev["prev_frame"] = frame
     dev["step"] += 1
     dev["offset"] += 1
@@ -533,6 +550,8 @@ def observe(state, tables, buffers, lo, hi):
                     p_cached = frames[f, prm["col_conf"] + j]  # the first k confidence columns: top-k probabilities
         sig["student_p_cached"] = p_cached
         sig["cos_cache"] = _dot(embedding, f, dev["cache_frame"]) if cached >= 0 else 0.0
+        sig["top1_run"] = _top1_run(dev, frames, prm, f)
+        sig["pmax_ema"] = dev["pmax_ema"] if dev["prev_frame"] >= 0 else 0.0
     n_remote = prm["n_actions"] - 2
     conf, kb, dist = prm["col_conf"], prm["col_remote_kb"], prm["col_dist"]
     _observation_into(buffers[B_OBS][lo:hi], frame[lo:hi], frames[:, conf:conf + prm["n_conf"]],
@@ -612,7 +631,7 @@ def step(state, tables, buffers, actions, mode):
         latency_ms = ((answer_s - capture_s) * 1000.0 if on_time else prm["deadline_ms"] if sent
                       else prm["student_s"] * 1000.0)
         correct, reused, reward = _score(device, tables[T_FRAMES], prm, i, frame, action, on_time, nbytes)
-        truncated = _advance(device, pieces, prm, i, action, frame, sent)
+        truncated = _advance(device, pieces, tables[T_FRAMES], prm, i, action, frame, sent)
         _record(out, i, reward, truncated, correct, on_time, sent, refused, latency_ms, nbytes, true_mbps, action,
                 dev["trace"], frame, reused)
     observe(state, tables, buffers, 0, actions.shape[0])

@@ -82,6 +82,7 @@ class OffloadEnv(gym.Env):
     | distilled P(right) of the student and of each remote action | the student's distilled-confidence head |
     | cache held, age, source, confidence, agreement with the student | its answer cache |
     | embedding cosine to the previous frame and to the cached answer's frame | same scene or a new one |
+    | (temporal_observation only) frames its top-1 has held, EMA of its top-1 probability | its own recent frames |
     | (oracle_bandwidth only) the true current throughput | for ablations |
 
     ## Rewards

@@ -31,6 +31,8 @@ offload at each resolution, teacher, reuse):
 | student_p_cached   | 1     | the student's calibrated probability of the cached class (0 outside its top-k)  | [0, 1]   |
 | cos_prev           | 1     | embedding cosine of this frame to the previous frame (0 at an episode's start)  | [-1, 1]  |
 | cos_cache          | 1     | embedding cosine of this frame to the cached answer's frame (0 when none)       | [-1, 1]  |
+| top1_stable        | 0 / 1 | only with temporal: frames before this one with the same student top-1, in a row, /15 | [0, 1] |
+| pmax_ema           | 0 / 1 | only with temporal: EMA (rate 0.25) of the earlier frames' top-1 probability (0: none) | [0, 1] |
 | oracle_log_mbps    | 0 / 1 | only with oracle_bandwidth: log10 of the true current throughput, /2            | [-1, 1]  |
 
 Every field is something the device knows at decision time: its own student outputs (probabilities, embedding,
@@ -50,7 +52,9 @@ LOG_MBPS_FLOOR = 0.01  # 10 kbit/s: log features bottom out here (outages)
 KB_SCALE = 32.0
 SINCE_SCALE_S = 10.0
 CACHE_AGE_SCALE_S = 10.0
-SPEC_FORMAT_VERSION = 1  # ObservationSpec.to_dict's layout; from_dict refuses any other
+SPEC_FORMAT_VERSION = 2  # ObservationSpec.to_dict's layout; from_dict reads it and 1 (before ``temporal``: False)
+TOP1_STABLE_SCALE = 15.0  # frames: top1_stable saturates after a second of an unchanged top-1 at 15 fps
+PMAX_EMA_RATE = 0.25  # pmax_ema's smoothing: about the last 8 frames, the window benchmarks/temporal_confidence.py uses
 
 
 def remote_action_names(resolutions: tuple[int, ...] | list[int]) -> list[str]:
@@ -76,6 +80,7 @@ class ObservationSpec:
     max_queue: int
     prior_mbps: float
     oracle_bandwidth: bool = False
+    temporal: bool = False  # the student's recent history: top1_stable, pmax_ema (ablations; no device computes it yet)
 
     @property
     def n_actions(self) -> int:
@@ -106,9 +111,13 @@ class ObservationSpec:
             raise ValueError(f"{where}: expected a JSON object with the ObservationSpec fields, got "
                              f"{type(data).__name__}")
         version = data.get("format_version")
-        if version != SPEC_FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {version!r}; this code reads ObservationSpec format "
+        if version not in (1, SPEC_FORMAT_VERSION) or isinstance(version, bool):
+            raise ValueError(f"{where}: format_version {version!r}; this code reads ObservationSpec formats 1 and "
                              f"{SPEC_FORMAT_VERSION}")
+        if version == 1 and "temporal" not in data:  # format 1 had no temporal fields
+            data = {**data, "temporal": False}
+        elif version == 1:
+            raise ValueError(f"{where}: field 'temporal' is not part of ObservationSpec format 1")
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data]  # to_dict writes every field: a missing one is an error
         extra = sorted(set(data) - set(names) - {"format_version"})
@@ -127,7 +136,7 @@ class ObservationSpec:
             elif name in ("top_k", "history", "max_queue"):
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ValueError(f"{where}: field {name!r} must be an integer, got {value!r}")
-            elif name == "oracle_bandwidth":
+            elif name in ("oracle_bandwidth", "temporal"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{where}: field {name!r} must be true or false, got {value!r}")
             elif not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -154,6 +163,7 @@ class ObservationSpec:
         names += ["dist_local"] + [f"dist_{a}" for a in remote]
         names += ["cache_held", "cache_age"] + [f"cache_src_{a}" for a in remote]
         names += ["cache_conf", "cache_agrees", "student_p_cached", "cos_prev", "cos_cache"]
+        names += ["top1_stable", "pmax_ema"] if self.temporal else []
         return names + (["oracle_log_mbps"] if self.oracle_bandwidth else [])
 
     @property
@@ -163,6 +173,7 @@ class ObservationSpec:
     def bounds(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Per-field (low, high) of the observation box."""
         table = {"margin": (0, 1), "entropy": (0, 1), "meas_count": (0, 1), "est_log_mbps": (-1, 1),
+                 "top1_stable": (0, 1), "pmax_ema": (0, 1),
                  "backlog": (0, 10), "pending": (0, 1), "since_meas": (0, 1), "offload_rate": (0, 1),
                  "oracle_log_mbps": (-1, 1)}
         lo, hi = [], []
@@ -202,6 +213,8 @@ SIGNALS = np.dtype([
     ("student_p_cached", np.float64),  # the student's calibrated probability of the cached class (0 outside top-k)
     ("cos_prev", np.float64),      # embedding cosine to the previous frame (0 at an episode's start)
     ("cos_cache", np.float64),     # embedding cosine to the cached answer's frame (0 when none)
+    ("top1_run", np.int64),        # frames right before this one with the same student top-1 (read only with temporal)
+    ("pmax_ema", np.float64),      # EMA of the earlier frames' top-1 probability, 0 before any (only with temporal)
 ])
 
 
@@ -209,10 +222,11 @@ def observation_constants(spec: ObservationSpec) -> tuple[NDArray[np.float64], N
     """The spec's numbers as ``observation_into`` takes them: (remote_times [2, R + 1], consts [4]).
 
     remote_times holds the round trip (row 0) and compute (row 1) seconds per remote action; consts is
-    (deadline_s, max_queue, prior_mbps, oracle).
+    (deadline_s, max_queue, prior_mbps, oracle, temporal).
     """
     remote_times = np.array([spec.remote_rtt_s, spec.remote_compute_s], np.float64)
-    consts = np.array([spec.deadline_s, spec.max_queue, spec.prior_mbps, float(spec.oracle_bandwidth)])
+    consts = np.array([spec.deadline_s, spec.max_queue, spec.prior_mbps, float(spec.oracle_bandwidth),
+                       float(spec.temporal)])
     return remote_times, consts
 
 
@@ -233,7 +247,7 @@ def observation_into(out: NDArray[np.float32], frame: NDArray[np.int64], conf: N
         meas_mbps: [B, H] measured upload throughputs, newest first (entries past ``n_meas`` ignored).
         signals: [B] ``SIGNALS`` records. remote_times, consts: from ``observation_constants``.
     """
-    deadline_s, max_queue, prior_mbps, oracle = consts[0], consts[1], consts[2], consts[3]
+    deadline_s, max_queue, prior_mbps, oracle, temporal = consts[0], consts[1], consts[2], consts[3], consts[4]
     n_conf = conf.shape[1]
     h = meas_mbps.shape[1]
     n_remote = remote_kb.shape[1]
@@ -287,6 +301,10 @@ def observation_into(out: NDArray[np.float32], frame: NDArray[np.int64], conf: N
         out[i, c + 3] = min(max(sig["cos_prev"], -1.0), 1.0)
         out[i, c + 4] = min(max(sig["cos_cache"], -1.0), 1.0) if held else 0.0
         c += 5
+        if temporal > 0:
+            out[i, c] = min(max(sig["top1_run"] / TOP1_STABLE_SCALE, 0.0), 1.0)
+            out[i, c + 1] = min(max(sig["pmax_ema"], 0.0), 1.0)
+            c += 2
         if oracle > 0:
             out[i, c] = min(max(math.log10(max(sig["true_mbps"], LOG_MBPS_FLOOR)) / 2.0, -1.0), 1.0)
 

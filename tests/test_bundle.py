@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -29,12 +30,20 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 def test_observation_spec_round_trips_and_names_bad_fields() -> None:
     spec = ObservationSpec(5, 4, (112, 160), 0.2, (0.03, 0.03, 0.08), (0.01, 0.02, 0.05), 16, 1.0, False)
     d = json.loads(json.dumps(spec.to_dict()))
-    assert ObservationSpec.from_dict(d) == spec and d["format_version"] == 1
+    assert ObservationSpec.from_dict(d) == spec and d["format_version"] == 2
+    # format 1 (bundles and runs written before the temporal fields existed) reads as temporal=False
+    old = {k: v for k, v in d.items() if k != "temporal"}
+    assert ObservationSpec.from_dict({**old, "format_version": 1}) == spec
+    with pytest.raises(ValueError, match="field 'temporal' is not part of ObservationSpec format 1"):
+        ObservationSpec.from_dict({**d, "format_version": 1})
+    with_history = dataclasses.replace(spec, temporal=True)
+    assert ObservationSpec.from_dict(with_history.to_dict()) == with_history
+    assert with_history.field_names[-2:] == ["top1_stable", "pmax_ema"] and with_history.dim == spec.dim + 2
     assert spec.action_names == ["local", "offload@112", "offload@160", "teacher", "reuse"]
     with pytest.raises(ValueError, match=r"missing field\(s\) \['deadline_s'\]; unknown field\(s\) \['deadline'\]"):
         ObservationSpec.from_dict({**{k: v for k, v in d.items() if k != "deadline_s"}, "deadline": 0.2})
-    with pytest.raises(ValueError, match="format_version 2; this code reads ObservationSpec format 1"):
-        ObservationSpec.from_dict({**d, "format_version": 2})
+    with pytest.raises(ValueError, match="format_version 3; this code reads ObservationSpec formats 1 and 2"):
+        ObservationSpec.from_dict({**d, "format_version": 3})
     with pytest.raises(ValueError, match=r"field 'remote_rtt_s' has 2 values, expected 3"):
         ObservationSpec.from_dict({**d, "remote_rtt_s": [0.03, 0.03]})
     with pytest.raises(ValueError, match=r"field 'history' must be an integer, got 4.5"):

@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agents.deploy import DeviceController
+from agents.deploy import DeviceController, load_bundle
 from agents.policies import CacheNetPolicy
 from envs import EnvConfig, OffloadVectorEnv
 from offload_common import vision
@@ -165,12 +165,16 @@ def _drive(ctl: DeviceController, sub, cfg: EnvConfig, trace, start_s: float, or
     return seen
 
 
-@pytest.mark.parametrize("policy_name", ["bundle", "cachenet"])
+@pytest.mark.parametrize("policy_name", ["bundle", "cachenet", "cachenet+temporal"])
 def test_controller_reproduces_the_env_step_for_step_from_pixels(device_run, perceived, policy_name) -> None:
     sub, cfg = _env_on_controller_perception(device_run, perceived)
     policy = None if policy_name == "bundle" else CacheNetPolicy(tau=0.0, margin=0.0, min_cos=0.95, max_age_s=1.0,
                                                                  refresh_margin=-5.0)
-    ctl = DeviceController.from_bundle(device_run["bundle"], policy=policy)
+    bundle = load_bundle(device_run["bundle"])
+    if policy_name.endswith("+temporal"):  # the student's recent history in the observation, on both sides
+        cfg = cfg.replace(temporal_observation=True)
+        bundle = dataclasses.replace(bundle, spec=dataclasses.replace(bundle.spec, temporal=True))
+    ctl = DeviceController(bundle, policy=policy)
     traces = sorted(device_run["traces"], key=lambda t: t.mean_mbps)
     totals = {"late": 0, "refused": 0, "reused": 0, "on_time": 0, "actions": set()}
     for trace, start_s, order in ((traces[0], 3.0, [0, 1, 2]), (traces[len(traces) // 2], 40.25, [2, 0, 1]),

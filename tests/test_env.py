@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -231,3 +233,34 @@ def test_device_features_from_raw_signals_equal_env_observation() -> None:
                                    sig["meas_mbps"], sig["signals"])
         assert np.allclose(device[0], obs, atol=1e-6)
         obs = env.step(a)[0]
+
+
+def test_temporal_fields_count_the_student_top1_run_and_smooth_its_probability() -> None:
+    prof = hand_profile(n_clips=2, frames=6)
+    top1 = np.array([1, 1, 2, 2, 2, 3, 4, 4, 4, 4, 1, 1])
+    cls = np.tile(np.arange(10, 15), (len(top1), 1))
+    cls[:, 0] = top1
+    prof = dataclasses.replace(prof, student_topk_class=cls)
+    cfg = HAND.replace(temporal_observation=True, episode_frames=11)
+    env, plain = OffloadEnv(prof, [constant_trace()], cfg), OffloadEnv(prof, [constant_trace()], HAND.replace(
+        episode_frames=11))
+    fields = env.observation_fields
+    assert fields[-2:] == ["top1_stable", "pmax_ema"] and plain.observation_fields == fields[:-2]
+    pin = {"start_s": 0.0, "scenes": [0, 1]}
+    obs, _ = env.reset(seed=0, options=pin)
+    base, _ = plain.reset(seed=0, options=pin)
+    prev, run, ema, runs = None, 0, 0.0, []
+    for _ in range(11):
+        assert np.array_equal(obs[:-2], base)  # the option only appends its two fields
+        obs_now = obs
+        obs, _, _, _, info = env.step(0)
+        base = plain.step(0)[0]
+        f = int(info["frame"])
+        want_run = run + 1 if prev is not None and top1[f] == top1[prev] else 0
+        assert obs_now[-2] == pytest.approx(min(want_run / 15.0, 1.0))
+        assert obs_now[-1] == pytest.approx(ema if prev is not None else 0.0, abs=1e-6)
+        p = float(prof.student_topk_prob[f, 0])
+        ema = p if prev is None else ema + 0.25 * (p - ema)
+        prev, run = f, want_run
+        runs.append(want_run)
+    assert runs == [0, 1, 0, 1, 2, 0, 0, 1, 2, 3, 0]  # across the scene boundary too: the device sees one stream

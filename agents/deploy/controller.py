@@ -186,6 +186,9 @@ class DeviceController:
             self.offload_ema = 0.0
             self.last_action = 0
             self.prev_embedding: NDArray[np.float64] | None = None
+            self.prev_top1: int | None = None  # the student's top-1 on the previous frame
+            self.top1_run = 0  # frames right before that one with the same top-1, in a row
+            self.pmax_ema = 0.0  # EMA of the decided frames' top-1 probability
             self.cache: _Upload | None = None
             self.policy.reset()
 
@@ -295,6 +298,11 @@ class DeviceController:
         self.offload_ema += self.rate_ema * ((1.0 if send else 0.0) - self.offload_ema)
         self.last_action = action
         self.prev_embedding = self._unit(p.embedding)
+        top1_prob = float(p.topk_prob[0])
+        self.pmax_ema = (top1_prob if self.prev_top1 is None
+                         else self.pmax_ema + observation.PMAX_EMA_RATE * (top1_prob - self.pmax_ema))
+        self.top1_run = self._top1_run(p)
+        self.prev_top1 = int(p.topk_class[0])
         return Decision(action, self.action_names[action], answer, ticket, jpeg, resolution, refused,
                         float(capture_s), decide_s, float(capture_s) + self.spec.deadline_s, obs,
                         {"student": p.seconds.get("student", 0.0), "features": p.seconds.get("features", 0.0) + t1 - t0,
@@ -330,11 +338,17 @@ class DeviceController:
             sig["cos_cache"] = float(emb @ c.embedding)
         else:
             sig["cache_src"] = -1
+        sig["top1_run"] = self._top1_run(p)
+        sig["pmax_ema"] = self.pmax_ema if self.prev_top1 is not None else 0.0
         conf = observation.confidence_features(p.topk_prob[None])
         observation.observation_into(self._obs, np.zeros(1, np.int64), conf, p.remote_kb[None],
                                      np.asarray(p.dist, np.float64)[None], meas, sig[None], self._remote_times,
                                      self._consts)
         return self._obs[0].copy()
+
+    def _top1_run(self, p: Perception) -> int:
+        """Frames right before this one with the same student top-1 as it, in a row (as the env counts them)."""
+        return self.top1_run + 1 if self.prev_top1 is not None and int(p.topk_class[0]) == self.prev_top1 else 0
 
     def _fold_answers(self, decide_s: float) -> None:
         for u in self.uploads:
