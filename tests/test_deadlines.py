@@ -12,9 +12,9 @@ from helpers import constant_trace, hand_profile, outage_trace
 
 from agents.evaluation import Setup, Validation, describe_training, evaluate
 from agents.policies import CacheNetPolicy, ConstantPolicy
-from agents.training import TrainConfig, train_sb3
+from agents.training import TrainConfig, load_run_policy, train_sb3
 from agents.workflow.runs import training_conditions
-from envs import EnvConfig
+from envs import EnvConfig, OffloadVectorEnv
 from envs.sb3 import SB3ConcatVecEnv, SB3OffloadVecEnv
 
 CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, device_ms=0.0, request_ms=0.0, episode_frames=12,
@@ -101,6 +101,11 @@ def test_a_run_over_deadlines_clones_as_many_states_and_records_its_deadlines(tm
     assert "deadlines_ms" not in conditions["one"]
     assert describe_training(conditions["two"]) == "bandwidth x1 and 100, 400 ms"
     assert describe_training(conditions["one"]) == "bandwidth x1 and 200 ms"
+    # a run's policy refuses an env whose observation it was not trained on
+    policy = load_run_policy(tmp_path / "one")
+    policy.attach(OffloadVectorEnv(1, setup.profile, TRACES, CFG))
+    with pytest.raises(ValueError, match=r"only the env's: \['top1_stable', 'pmax_ema'\]"):
+        policy.attach(OffloadVectorEnv(1, setup.profile, TRACES, CFG.replace(temporal_observation=True)))
 
 
 @pytest.mark.parametrize(("settings", "message"), [

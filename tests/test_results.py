@@ -176,7 +176,12 @@ def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) 
     assert "| baseline | 100,000 | 2 | 100 | 0.771 | +0.004, -0.002 | 0.750 | +0.006, -0.001 |" in text
     assert "cachenet 0.745, learned-greedy 0.748" in text
     assert "a reduced budget (100,000 steps, not the main job's 600,000)" in text
-    assert "Every run trained and validated at bandwidth x1; held out at x1." in text
+    assert "Every run trained and validated at bandwidth x1; held out at x1. Measured by" in text
+    rec = json.loads((folder / "ablation-hp.json").read_text())
+    rec["data"]["temporal_observation"] = True
+    (folder / "ablation-hp.json").write_text(json.dumps(rec))
+    assert ("held out at x1. Every policy, the references included (tuned again on it), observed the student's "
+            "recent history as well") in results.block_ablation(folder, "ablation-hp")
 
 
 def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:

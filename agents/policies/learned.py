@@ -41,9 +41,21 @@ def greedy_module(model: Any):
 class LearnedPolicy(Policy):
     """Greedy actions of a trained SB3 model or RLlib RLModule (``model``), through ``greedy_module``."""
 
-    def __init__(self, model: Any, name: str, framework: str):
+    def __init__(self, model: Any, name: str, framework: str, observation_fields: list[str] | None = None):
         self.model, self.name, self.framework = model, name, framework
+        self.observation_fields = observation_fields  # what it was trained on (its run's train.json), when known
         self._greedy = greedy_module(model)
+
+    def attach(self, env: Any) -> None:
+        """Refuse an env whose observation is not the one the policy was trained on (say, a run trained with
+        the temporal fields evaluated without them), naming the fields that differ."""
+        fields = getattr(env, "observation_fields", None)
+        if self.observation_fields is not None and fields is not None and list(fields) != self.observation_fields:
+            extra = [f for f in self.observation_fields if f not in fields]
+            missing = [f for f in fields if f not in self.observation_fields]
+            raise ValueError(f"{self.name}: trained on an observation of {len(self.observation_fields)} fields, the "
+                             f"env has {len(fields)} (only the policy's: {extra}; only the env's: {missing}); "
+                             "evaluate it with the env config it was trained with (its train.json env_config)")
 
     def logits(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
         """Action logits (Q-values for DQN) [B, A], as the exported ONNX graph computes them."""

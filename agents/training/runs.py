@@ -394,4 +394,4 @@ def load_run_model(run: str | Path) -> tuple[Any, Path, dict[str, Any]]:
 def load_run_policy(run: str | Path, name: str | None = None) -> LearnedPolicy:
     """The learned policy of a finished run folder, SB3 or RLlib (named after the folder unless ``name``)."""
     model, _, info = load_run_model(run)
-    return LearnedPolicy(model, name or Path(run).name, info.get("framework", "sb3"))
+    return LearnedPolicy(model, name or Path(run).name, info.get("framework", "sb3"), info.get("observation_fields"))

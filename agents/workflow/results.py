@@ -408,7 +408,10 @@ def block_ablation(results_dir: Path, name: str = "ablation") -> str:
     lines += ["", f"References on the same held-out episodes: {refs}. Validation: each run's own validation traces, "
               "the references scored on the same episodes, the best reference per seed; the best validation is "
               f"picked over the run's evaluations, so it is optimistic. Every run trained and validated at bandwidth "
-              f"x{scales}; held out at x1. Measured by {_measured(rec)}, {budget}."]
+              f"x{scales}; held out at x1."
+              + (" Every policy, the references included (tuned again on it), observed the student's recent history "
+                 "as well (the temporal observation fields)." if d.get("temporal_observation") else "")
+              + f" Measured by {_measured(rec)}, {budget}."]
     return "\n".join(lines)
 
 
