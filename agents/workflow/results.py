@@ -549,6 +549,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-hp": lambda d: block_ablation(d, "ablation-hp"),
     "ablation-mixed": lambda d: block_ablation(d, "ablation-mixed"),
     "ablation-gamma": lambda d: block_ablation(d, "ablation-gamma"),
+    "ablation-temporal": lambda d: block_ablation(d, "ablation-temporal"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
