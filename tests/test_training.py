@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "train_agent.py", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def test_main_job_produces_model_report_and_onnx(tmp_path: Path) -> None:
+def test_main_job_produces_model_report_and_onnx(shared_traces: Path, tmp_path: Path) -> None:
+    # the default main job (mixture of speeds, warm start from the learned-greedy it tunes) on a few real traces of
+    # two families: tuning on all of ../shared takes minutes, and the slow test in test_results.py runs that
+    traces = tmp_path / "traces"
+    for family in ("fcc", "norway-hsdpa"):
+        (traces / family).mkdir(parents=True)
+        for src in sorted((shared_traces / family).iterdir())[:5]:
+            shutil.copyfile(src, traces / family / src.name)
     out = tmp_path / "run"
-    proc = _cli("run", "--timesteps", "4096", "--episodes", "1", "--out", str(out), "--no-progress")
+    proc = _cli("run", "--timesteps", "4096", "--episodes", "1", "--traces", str(traces), "--out", str(out),
+                "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| ppo |" in proc.stdout and "Paired difference to the best tuned heuristic" in proc.stdout
     for name in ("config.json", "model.zip", "best_model.zip", "train.json", "report.json", "report.md",
