@@ -87,6 +87,8 @@ class Validation:
     fit_traces: list[Trace]
     val_traces: list[Trace]
     parts: list[ValidationPart]
+    # the throughput scales both sides hold every file at, scale-major (``create``); (1.0,): as recorded
+    scales: tuple[float, ...] = (1.0,)
 
     @classmethod
     def create(cls, setup: Setup, val_fraction: float, seed: int, bandwidth_scales: Sequence[float] = (1.0,),
@@ -108,7 +110,29 @@ class Validation:
         for cfg, traces in zip(configs, deal(val, len(configs))):
             env = OffloadVectorEnv(len(traces), setup.profile, traces, cfg)
             parts.append(ValidationPart(cfg, traces, env, make_episodes(env, 1, seed + 2)))
-        return cls(fit, val, parts)
+        return cls(fit, val, parts, tuple(float(s) for s in bandwidth_scales))
+
+    def fit_weighted(self, weights: Sequence[int]) -> list[Trace]:
+        """The fitting traces with scale k's files repeated ``weights[k]`` times (a training distribution that
+        draws scale k's files ``weights[k]`` times as often; all ones is ``fit_traces``)."""
+        if len(weights) != len(self.scales) or not all(isinstance(w, int) and w >= 0 for w in weights) \
+                or not any(weights):
+            raise ValueError(f"weights {list(weights)}: expected {len(self.scales)} integers >= 0 (one per scale "
+                             f"{list(self.scales)}), not all 0")
+        per = len(self.fit_traces) // len(self.scales)
+        return [t for k, w in enumerate(weights) for _ in range(w) for t in self.fit_traces[k * per:(k + 1) * per]]
+
+    def accuracy_by_scale(self, policy: Policy) -> list[float]:
+        """Accuracy over the validation episodes at each of ``scales`` (one deadline only)."""
+        if len(self.parts) != 1:
+            raise ValueError(f"accuracy_by_scale: the validation is dealt over {len(self.parts)} deadlines; "
+                             "per-scale accuracy is defined for one deadline")
+        part = self.parts[0]
+        res = evaluate(policy, lambda n, t: part.env, part.traces, 1, episode_set=part.episodes)
+        per = len(self.val_traces) // len(self.scales)
+        episode_acc = np.asarray(res.metrics["all"]["episode_accuracy"])
+        block = np.asarray(part.episodes.trace) // per
+        return [float(episode_acc[block == k].mean()) for k in range(len(self.scales))]
 
     def accuracy(self, policy: Policy) -> float:
         """Accuracy over every validation episode (pooled over the deadlines, each episode of equal length)."""
@@ -196,6 +220,31 @@ def _tune(setup: Setup, names: Sequence[str], seed: int, score: TrainingScorer,
                 record("learned-greedy", greedy, grid, t0)
     info["grid_edges"] = {n: info[n]["grid_edges"] for n in out if info.get(n, {}).get("grid_edges")}
     return {n: out[n] for n in names if n in out}, info
+
+
+def scale_references(setup: Setup, scales: Sequence[float], names: Sequence[str], seed: int = 0,
+                     tuned: dict[str, Policy] | None = None, log: Callable[[str], None] | None = None
+                     ) -> tuple[list[list[Policy]], dict[str, Any]]:
+    """The references ``names`` re-tuned on the training traces at each throughput scale (as a sweep point
+    re-tunes them; ``tuned``: those already tuned at x1, used there as they are). Returns one list of policies per
+    scale and, per scale, what was tuned (parameters, seconds)."""
+    out: list[list[Policy]] = []
+    info: dict[str, Any] = {}
+    for s in scales:
+        t0 = time.time()
+        if float(s) == 1.0 and tuned is not None and all(n in tuned for n in names):
+            out.append([tuned[n] for n in names])
+            info[f"x{s:g}"] = {"tuned": "as the run's references (x1)"}
+            continue
+        scaled = Setup(setup.profile, setup.config, [t.scaled(s) for t in setup.train_traces],
+                       [t.scaled(s) for t in setup.test_traces])
+        pols, tuning = named_policies(scaled, list(names), seed)
+        out.append([pols[n] for n in names])
+        info[f"x{s:g}"] = {"params": {n: tuning[n]["params"] for n in names},
+                           "seconds": round(time.time() - t0, 1)}
+        if log is not None:
+            log(f"  {', '.join(names)} re-tuned at bandwidth x{s:g} in {info[f'x{s:g}']['seconds']} s")
+    return out, info
 
 
 def named_policies(setup: Setup, names: Sequence[str], seed: int = 0, tune_episodes: int = TUNE_EPISODES,

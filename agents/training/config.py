@@ -52,6 +52,11 @@ class TrainConfig:
     # batched env is one env per deadline side by side, ``envs.sb3.SB3ConcatVecEnv``); (), a bare config's and the
     # CLI's default, trains at the env config's deadline only
     deadlines_ms: tuple[float, ...] = ()
+    # SB3, over several ``bandwidth_scales``: a Genet-style curriculum (Xia et al., SIGCOMM 2022). Training is cut
+    # into curriculum_rounds + 1 equal phases; after each but the last, the scale where the policy trails the
+    # references re-tuned at that scale by the most on validation gets its files drawn once more often
+    # (``train_sb3``'s ``curriculum``). 0: the uniform mixture
+    curriculum_rounds: int = 0
     # network and optimiser (both frameworks; tanh MLP)
     net_arch: tuple[int, ...] = (256, 256)
     learning_rate: float = 3e-4
@@ -109,6 +114,14 @@ class TrainConfig:
         if len(deadlines) > self.n_envs:
             raise ValueError(f"TrainConfig.deadlines_ms: {len(deadlines)} deadlines need n_envs >= {len(deadlines)} "
                              f"(one batched env per deadline), got n_envs={self.n_envs}")
+        rounds = self.curriculum_rounds
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
+            raise ValueError(f"TrainConfig.curriculum_rounds={rounds!r}: expected an int >= 0")
+        if rounds and (self.framework != "sb3" or len(set(scales)) < 2 or deadlines):
+            raise ValueError(f"TrainConfig.curriculum_rounds={rounds}: the curriculum re-weights the bandwidth "
+                             "scales of an SB3 run over several of them (bandwidth_scales), at one deadline "
+                             f"(deadlines_ms=()); got framework={self.framework!r}, bandwidth_scales={tuple(scales)!r}, "
+                             f"deadlines_ms={tuple(deadlines)!r}")
         if not isinstance(self.warm_start, str) or not self.warm_start:
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: expected 'none' or a policy name")
         if self.warm_start != "none" and (self.framework != "sb3" or self.algo == "dqn"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,28 @@ class TrainResult:
 
 
 def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = TrainConfig(), resume: bool = False,
-              progress: bool = True, log=print, teacher: Policy | None = None) -> TrainResult:
+              progress: bool = True, log=print, teacher: Policy | None = None,
+              curriculum: Sequence[Sequence[Policy]] | None = None) -> TrainResult:
     """Train on training traces (minus validation) and training scenes; writes model, best model, logs, curve.
 
     With ``tcfg.warm_start`` naming a reference, ``teacher`` is that (tuned) policy: a new run's network is first
-    behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``)."""
+    behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``).
+
+    With ``tcfg.curriculum_rounds`` R > 0, ``curriculum`` holds, per training scale, the references re-tuned at
+    that scale (``agents.evaluation.scale_references``). Training runs in R + 1 equal phases; after each but the
+    last, every scale's gap (its best reference's validation accuracy minus the policy's, on that scale's
+    validation episodes) is measured and the scale with the largest gap has its fitting files drawn once more
+    often from then on (Genet's rule: train where the policy trails the rule-based baseline most). Each round is
+    recorded in ``train.json``'s ``curriculum``."""
     if (tcfg.warm_start != "none") != (teacher is not None) or (teacher is not None
                                                                  and teacher.name != tcfg.warm_start):
         raise ValueError(f"TrainConfig.warm_start={tcfg.warm_start!r} needs the policy of that name as teacher, got "
                          f"{None if teacher is None else teacher.name!r}")
+    if bool(tcfg.curriculum_rounds) != (curriculum is not None) or (
+            curriculum is not None and len(curriculum) != len(tcfg.bandwidth_scales)):
+        raise ValueError(f"TrainConfig.curriculum_rounds={tcfg.curriculum_rounds} needs the re-tuned references at "
+                         f"each of the {len(tcfg.bandwidth_scales)} bandwidth scales as curriculum, got "
+                         f"{None if curriculum is None else len(curriculum)} scale(s)")
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecMonitor
@@ -71,14 +85,22 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
     train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
     part_cfgs = condition_configs(train_cfg, tcfg.deadlines_ms)
-    if len(part_cfgs) == 1:
-        batched = SB3OffloadVecEnv(tcfg.n_envs, setup.profile, fit_traces, train_cfg)
-    else:  # one batched env per deadline, the n_envs devices shared out as evenly as they go
-        sizes = [len(hand) for hand in deal(range(tcfg.n_envs), len(part_cfgs))]
-        batched = SB3ConcatVecEnv([SB3OffloadVecEnv(n, setup.profile, fit_traces, cfg)
-                                   for n, cfg in zip(sizes, part_cfgs)])
-    venv = VecMonitor(batched)
-    venv.seed(tcfg.seed)
+    stored = run.read_state() if resume and run.has_checkpoint() else {}
+    rounds: list[dict[str, Any]] = list(stored.get("curriculum", []))  # the curriculum's rounds so far
+
+    def training_env(weights: Sequence[int] | None, seed: int) -> VecMonitor:
+        traces = fit_traces if weights is None else validation.fit_weighted(weights)
+        if len(part_cfgs) == 1:
+            batched = SB3OffloadVecEnv(tcfg.n_envs, setup.profile, traces, train_cfg)
+        else:  # one batched env per deadline, the n_envs devices shared out as evenly as they go
+            sizes = [len(hand) for hand in deal(range(tcfg.n_envs), len(part_cfgs))]
+            batched = SB3ConcatVecEnv([SB3OffloadVecEnv(n, setup.profile, traces, cfg)
+                                       for n, cfg in zip(sizes, part_cfgs)])
+        venv = VecMonitor(batched)
+        venv.seed(seed)
+        return venv
+
+    venv = training_env(rounds[-1]["weights"] if rounds else None, _round_seed(tcfg.seed, len(rounds)))
     # the contract a deployment rebuilds: the observation at the env config's own deadline (the parts differ only
     # in theirs)
     spec = observation_spec(select_profile(setup.profile, train_cfg), train_cfg)
@@ -88,7 +110,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
 
     if resume and run.has_checkpoint():
         model = load_model(run.checkpoint, tcfg.algo, env=venv)
-        state = run.read_state()
+        state = stored
         log(f"resuming from {run.checkpoint} at {model.num_timesteps} steps")
         # the best score is read with the best model: validation runs more often than checkpoints, so the model in
         # best_model.zip can be newer and better than the best score the last checkpoint recorded
@@ -143,27 +165,65 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
             return True
 
         def _on_training_end(self) -> None:
+            # (a validation at the same step count may have just run: it saw the model before the last update)
             self._validate()
             state["seconds"] += time.time() - self.t0
             self.t0 = time.time()
 
-    remaining = max(tcfg.timesteps - model.num_timesteps, 0)
+    if curriculum is not None:
+        # the references' accuracy at each scale does not change during training: scored once
+        reference_val = [[validation.accuracy_by_scale(p)[k] for p in refs] for k, refs in enumerate(curriculum)]
+    n_phases = tcfg.curriculum_rounds + 1
+    phase_ends = [tcfg.timesteps * (k + 1) // n_phases for k in range(n_phases)]
     t_start = time.time()
-    if remaining > 0:
-        model.learn(total_timesteps=remaining, callback=_Callback(), progress_bar=progress,
-                    reset_num_timesteps=not resume, tb_log_name=tcfg.algo)
-    else:  # nothing to train: the history already ends at this model (validating again would repeat its last row)
+    if model.num_timesteps >= tcfg.timesteps:  # the history already ends at this model: nothing to validate again
         log(f"the run already has {model.num_timesteps:,} steps (--timesteps {tcfg.timesteps:,}): nothing to train")
+    callback = _Callback()
+    first = True  # this session's first call to learn: a new run counts its steps from 0
+    for k, end in enumerate(phase_ends):
+        if model.num_timesteps >= end:
+            continue
+        if k > len(rounds):  # the curriculum's next round: re-weight the scales, then train on
+            rounds.append(_curriculum_round(validation, policy(model), reference_val, tcfg.bandwidth_scales,
+                                            rounds[-1]["weights"] if rounds else [1] * len(tcfg.bandwidth_scales),
+                                            int(model.num_timesteps)))
+            state["curriculum"] = rounds
+            log(f"curriculum round {len(rounds)} at {model.num_timesteps:,} steps: gap per scale "
+                + ", ".join(f"x{s:g} {g:+.4f}" for s, g in zip(tcfg.bandwidth_scales, rounds[-1]["gap"]))
+                + f"; x{rounds[-1]['picked']:g} drawn more often (weights {rounds[-1]['weights']})")
+            model.set_env(training_env(rounds[-1]["weights"], _round_seed(tcfg.seed, len(rounds))))
+        model.learn(total_timesteps=end - model.num_timesteps, callback=callback, progress_bar=progress,
+                    reset_num_timesteps=first and not resume, tb_log_name=tcfg.algo)
+        first = False
     run.save(out / "model.zip", model.save)
     run.save_checkpoint(model.save, {**state, "timesteps": int(model.num_timesteps)})
     run.finish(training_record(
         setup, tcfg, spec, train_cfg.to_dict(), len(fit_traces), len(val_traces), state,
         seconds=round(state["seconds"], 1), timesteps=int(model.num_timesteps),
         this_session_s=round(time.time() - t_start, 1),
-        **({"warm_start": state["warm_start"]} if "warm_start" in state else {})))
+        **({"warm_start": state["warm_start"]} if "warm_start" in state else {}),
+        **({"curriculum": rounds} if tcfg.curriculum_rounds else {})))
     plot_learning_curve(state["history"], out / "learning_curve.png", tcfg.algo)
     run.record(out / "learning_curve.png")
     return TrainResult(out / "model.zip", run.best, state["seconds"], state["history"], int(model.num_timesteps))
+
+
+def _round_seed(seed: int, round_: int) -> int:
+    """The training env's seed in curriculum round ``round_`` (0: the run's own seed, as without a curriculum)."""
+    return seed + 7919 * round_
+
+
+def _curriculum_round(validation: Validation, policy: Policy, reference_val: list[list[float]],
+                      scales: Sequence[float], weights: Sequence[int], timesteps: int) -> dict[str, Any]:
+    """One curriculum round: the policy's validation accuracy at each scale, each scale's gap to its best
+    re-tuned reference, and the weights with the largest gap's scale drawn once more often (the first on ties)."""
+    mine = validation.accuracy_by_scale(policy)
+    best = [max(accs) for accs in reference_val]
+    gap = [b - m for b, m in zip(best, mine)]
+    pick = int(np.argmax(gap))
+    new = [int(w) + (k == pick) for k, w in enumerate(weights)]
+    return {"timesteps": timesteps, "scales": [float(s) for s in scales], "policy_val": mine,
+            "best_reference_val": best, "gap": gap, "picked": float(scales[pick]), "weights": new}
 
 
 def plot_learning_curve(history: list[dict[str, float]], path: Path, algo: str) -> None:

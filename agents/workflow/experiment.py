@@ -28,6 +28,9 @@ WARM_START_FROM = HEURISTICS
 # the main job's warm start: PPO cloned from learned-greedy, then trained, beat PPO from scratch at 600,000 steps on
 # validation and held-out episodes for each of 3 seeds (benchmarks/rl_ablation.py, results/ablation-hp.json)
 RUN_WARM_START = "learned-greedy"
+# the references a curriculum (``TrainConfig.curriculum_rounds``) measures the policy's gap to, re-tuned at each
+# training scale: the deployable references that were best at some sweep point (results/sweep.json)
+CURRICULUM_REFERENCES = ("cachenet", "learned-greedy")
 
 
 def run_warm_start(algo: str) -> str:
@@ -172,9 +175,10 @@ def _prepare(exp: Experiment, loaded: Loaded, seed: int, folder: Path) -> tuple[
 
 
 def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Callable[[str], None],
-               teacher: Policy | None = None) -> TrainedRun:
+               teacher: Policy | None = None, curriculum: list[list[Policy]] | None = None) -> TrainedRun:
     """Train one seed's run (SB3 or RLlib) into ``folder``; ``teacher`` is the tuned reference an SB3 run's
-    ``warm_start`` names (cloned before PPO starts)."""
+    ``warm_start`` names (cloned before PPO starts), ``curriculum`` the references re-tuned at each training scale
+    a curriculum measures its gaps to (``train_sb3``)."""
     from agents.training import train_rllib, train_sb3
 
     tcfg, resume = _prepare(exp, loaded, seed, folder)
@@ -190,27 +194,29 @@ def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Ca
         return TrainedRun(seed, folder, exp.policy_name(seed), seconds, steps, info["best_val_accuracy"])
     log(f"seed {seed}: {'resuming' if resume else 'training'} {tcfg.algo.upper()} for {tcfg.timesteps:,} steps "
         f"-> {folder}")
-    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress, teacher=teacher)
+    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress, teacher=teacher,
+                       log=log, curriculum=curriculum)
     best = max(h["val_accuracy"] for h in result.history)
     log(f"seed {seed}: trained {result.timesteps:,} steps in {result.seconds:.0f} s; best validation accuracy "
         f"{best:.4f} ({result.best_path})")
     return TrainedRun(seed, folder, exp.policy_name(seed), result.seconds, result.timesteps, best)
 
 
-def _train_on_worker(exp: Experiment, teacher: Policy | None, item: tuple[int, Path]) -> TrainedRun:
+def _train_on_worker(exp: Experiment, teacher: Policy | None, curriculum: list[list[Policy]] | None,
+                     item: tuple[int, Path]) -> TrainedRun:
     """One seed's training as a Ray task: the worker loads the inputs itself, by the same rule as the driver (the
-    tuned teacher of a warm start travels with the task)."""
+    tuned teacher of a warm start and a curriculum's references travel with the task)."""
     seed, folder = item
-    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print, teacher)
+    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print, teacher, curriculum)
 
 
 def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None],
-               teacher: Policy | None = None) -> list[TrainedRun]:
+               teacher: Policy | None = None, curriculum: list[list[Policy]] | None = None) -> list[TrainedRun]:
     """Every seed's run: one after another here, or (SB3 with ``address``) one Ray task per seed, which gives the
     same runs (training depends on the seed and settings only; each task uses ``train.threads`` torch threads as
     the local loop does)."""
     if exp.address is None or exp.train.framework == "rllib":
-        return [_train_one(exp, loaded, seed, folder, log, teacher) for seed, folder in exp.folders()]
+        return [_train_one(exp, loaded, seed, folder, log, teacher, curriculum) for seed, folder in exp.folders()]
     import functools
 
     from agents.training import map_on_ray
@@ -218,7 +224,7 @@ def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None],
     items = [(seed, folder.resolve()) for seed, folder in exp.folders()]
     log(f"training {len(items)} run(s) as Ray tasks on {exp.address} ({exp.train.threads} CPUs each)")
     exp = replace(exp, inputs=replace(exp.inputs, profile=Path(exp.inputs.profile).resolve()))
-    return map_on_ray(functools.partial(_train_on_worker, exp, teacher), items,
+    return map_on_ray(functools.partial(_train_on_worker, exp, teacher, curriculum), items,
                       None if exp.address == "local" else exp.address, num_cpus=exp.train.threads,
                       describe=lambda item: f"seed {item[0]} ({item[1]})")
 
@@ -230,6 +236,10 @@ def train_runs(exp: Experiment, log: Callable[[str], None] = print) -> Experimen
     if exp.train.warm_start != "none":
         raise ValueError(f"--warm-start {exp.train.warm_start}: train has no tuned references to clone; use `run "
                          f"--warm-start {exp.train.warm_start}`, which tunes them on the training side first")
+    if exp.train.curriculum_rounds:
+        raise ValueError(f"--curriculum-rounds {exp.train.curriculum_rounds}: train tunes no references to measure "
+                         "the curriculum's gaps against; use `run --curriculum-rounds`, which re-tunes them at each "
+                         "training scale first")
     check_experiment(exp)
     loaded = load_inputs(exp.inputs)
     if exp.tune:
@@ -273,6 +283,7 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
         best_heuristic,
         evaluate_on_test,
         named_policies,
+        scale_references,
         seeds_markdown,
         trace_means,
         write_report,
@@ -292,8 +303,13 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     policies, tuning = named_policies(loaded.setup, all_policy_names(loaded.setup), exp.inputs.seed)
     print_tuning(tuning, log)
     teacher = None if exp.train.warm_start == "none" else policies[exp.train.warm_start]
+    curriculum = None
+    if exp.train.curriculum_rounds:
+        log(f"curriculum: {', '.join(CURRICULUM_REFERENCES)} re-tuned at each training scale on the training side")
+        curriculum, tuning["curriculum_references"] = scale_references(
+            loaded.setup, exp.train.bandwidth_scales, CURRICULUM_REFERENCES, exp.inputs.seed, tuned=policies, log=log)
     runs = []
-    for run in _train_all(exp, loaded, log, teacher):
+    for run in _train_all(exp, loaded, log, teacher, curriculum):
         run = replace(run, onnx=export_and_check(run.folder, loaded))
         log(f"seed {run.seed}: policy exported to {run.onnx} (ONNX Runtime matches PyTorch on held-out observations)")
         policies[run.name] = load_run_policy(run.folder, run.name)
