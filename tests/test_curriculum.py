@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from helpers import constant_trace, hand_profile, run_cli
 
-from agents.evaluation import Setup, Validation
+from agents.evaluation import Setup, Validation, describe_training
 from agents.policies import ConstantPolicy
 from agents.training import TrainConfig, train_sb3
+from agents.workflow.runs import training_conditions
 from envs import EnvConfig
 
 CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0, device_ms=0.0, request_ms=0.0, episode_frames=12,
@@ -78,6 +79,9 @@ def test_a_curriculum_run_reweights_where_it_trails_its_references_most(tmp_path
     assert steps == sorted(steps) and steps[-1] >= 192  # validated through every phase, in order
     assert sum(s >= r["timesteps"] for s in steps for r in rounds[:1]) >= 2  # and after the first round
     assert TrainConfig.from_dict(rec["train_config"]).curriculum_rounds == 2
+    conditions = training_conditions([tmp_path / "run"])["run"]
+    assert conditions == {"bandwidth_scales": [0.25, 4.0], "deadline_ms": 200.0, "curriculum_rounds": 2}
+    assert describe_training(conditions) == "bandwidth x0.25, 4 and 200 ms, a curriculum of 2 rounds"
     # the references must come with the curriculum, one list per training scale
     with pytest.raises(ValueError, match="needs the re-tuned references at each of the 2 bandwidth scales"):
         train_sb3(setup, tmp_path / "other", tcfg, progress=False, log=lines.append, curriculum=refs[:1])

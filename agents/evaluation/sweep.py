@@ -45,13 +45,17 @@ RETUNE_NOTE = ("heuristics (cbo, cbo+teacher, cbo-cond, cachenet, and learned-gr
 
 def describe_training(conditions: dict[str, Any]) -> str:
     """``{"bandwidth_scales": [0.25, 1.0], "deadline_ms": 200}`` -> "bandwidth x0.25, 1 and 200 ms"; with
-    ``"deadlines_ms": [100, 400]`` (trained at several deadlines) -> "bandwidth x0.25, 1 and 100, 400 ms"."""
+    ``"deadlines_ms": [100, 400]`` (trained at several deadlines) -> "bandwidth x0.25, 1 and 100, 400 ms"; with
+    ``"curriculum_rounds": 3`` -> "bandwidth x0.25, 1 and 200 ms, a curriculum of 3 rounds"."""
     scales = ", ".join(f"{s:g}" for s in conditions.get("bandwidth_scales", [1.0]))
     several = conditions.get("deadlines_ms")
-    if several:
-        return f"bandwidth x{scales} and " + ", ".join(f"{d:g}" for d in several) + " ms"
     deadline = conditions.get("deadline_ms")
-    return f"bandwidth x{scales} and " + (f"{deadline:g} ms" if deadline is not None else "its deadline")
+    if several:
+        text = f"bandwidth x{scales} and " + ", ".join(f"{d:g}" for d in several) + " ms"
+    else:
+        text = f"bandwidth x{scales} and " + (f"{deadline:g} ms" if deadline is not None else "its deadline")
+    rounds = conditions.get("curriculum_rounds")
+    return text + (f", a curriculum of {rounds} round{'s' * (rounds != 1)}" if rounds else "")
 
 
 def check_sweep_size(points: int, policies: int, limit: int = MAX_EVALUATIONS,
