@@ -10,7 +10,7 @@ import pytest
 from helpers import constant_trace, hand_profile, outage_trace
 
 from agents.evaluation import Setup
-from agents.policies import CacheNetPolicy
+from agents.policies import CacheNetPolicy, ConstantPolicy
 from agents.training import TrainConfig, train_sb3
 from envs import EnvConfig
 
@@ -43,3 +43,34 @@ def test_a_warm_start_needs_its_named_teacher(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="implemented for SB3's actor-critics"):
         TrainConfig(algo="dqn", warm_start="cachenet")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_warm_start_per_speed_clones_each_speeds_teacher_on_that_speed(tmp_path: Path) -> None:
+    """Two teachers of one name that disagree everywhere (one answers locally, one offloads): a clone that agrees
+    with both on most states must have seen each on its own speed's states only."""
+    setup = Setup(hand_profile(n_clips=6, frames=8), CFG.replace(profile_split="train"), TRACES, TRACES)
+    scales = (0.25, 4.0)
+    teachers = [ConstantPolicy(0, "cachenet"), ConstantPolicy(1, "cachenet")]
+    cfg = TrainConfig(warm_start="cachenet", warm_start_per_scale=True, bandwidth_scales=scales, val_fraction=0.5,
+                      **SMALL)
+    train_sb3(setup, tmp_path / "run", cfg, progress=False, log=lambda _: None, scale_teachers=teachers)
+    warm = json.loads((tmp_path / "run" / "train.json").read_text())["warm_start"]
+    assert warm["teacher"] == "cachenet" and warm["teachers"] == 2
+    # as many states as one teacher over both speeds: each speed's fitting traces once
+    one = train_sb3(setup, tmp_path / "one", cfg.replace(warm_start_per_scale=False), progress=False,
+                    log=lambda _: None, teacher=teachers[0])
+    assert one.timesteps >= 256
+    assert json.loads((tmp_path / "one" / "train.json").read_text())["warm_start"]["samples"] == warm["samples"]
+    assert warm["agreement"] > 0.8  # one constant answer would agree on about half the states
+    with pytest.raises(ValueError, match="warm_start_per_scale needs scale_teachers"):
+        train_sb3(setup, tmp_path / "a", cfg, progress=False, teacher=teachers[0])
+    with pytest.raises(ValueError, match="warm_start_per_scale needs scale_teachers"):
+        train_sb3(setup, tmp_path / "a", cfg, progress=False, scale_teachers=teachers[:1])
+    with pytest.raises(ValueError, match="scale_teachers without warm_start_per_scale"):
+        train_sb3(setup, tmp_path / "a", cfg.replace(warm_start_per_scale=False), progress=False,
+                  teacher=teachers[0], scale_teachers=teachers)
+    for bad in (dict(warm_start_per_scale=True, bandwidth_scales=scales),
+                dict(warm_start_per_scale=True, warm_start="cachenet")):
+        with pytest.raises(ValueError, match="warm_start_per_scale: clones a warm start's teacher"):
+            TrainConfig(**bad)
+    assert not (tmp_path / "a").exists()

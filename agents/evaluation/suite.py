@@ -224,22 +224,22 @@ def _tune(setup: Setup, names: Sequence[str], seed: int, score: TrainingScorer,
 
 def scale_references(setup: Setup, scales: Sequence[float], names: Sequence[str], seed: int = 0,
                      tuned: dict[str, Policy] | None = None, log: Callable[[str], None] | None = None
-                     ) -> tuple[list[list[Policy]], dict[str, Any]]:
+                     ) -> tuple[list[dict[str, Policy]], dict[str, Any]]:
     """The references ``names`` re-tuned on the training traces at each throughput scale (as a sweep point
-    re-tunes them; ``tuned``: those already tuned at x1, used there as they are). Returns one list of policies per
-    scale and, per scale, what was tuned (parameters, seconds)."""
-    out: list[list[Policy]] = []
+    re-tunes them; ``tuned``: those already tuned at x1, used there as they are). Returns, per scale, the policies
+    by name and, per scale, what was tuned (parameters, seconds)."""
+    out: list[dict[str, Policy]] = []
     info: dict[str, Any] = {}
     for s in scales:
         t0 = time.time()
         if float(s) == 1.0 and tuned is not None and all(n in tuned for n in names):
-            out.append([tuned[n] for n in names])
+            out.append({n: tuned[n] for n in names})
             info[f"x{s:g}"] = {"tuned": "as the run's references (x1)"}
             continue
         scaled = Setup(setup.profile, setup.config, [t.scaled(s) for t in setup.train_traces],
                        [t.scaled(s) for t in setup.test_traces])
         pols, tuning = named_policies(scaled, list(names), seed)
-        out.append([pols[n] for n in names])
+        out.append({n: pols[n] for n in names})
         info[f"x{s:g}"] = {"params": {n: tuning[n]["params"] for n in names},
                            "seconds": round(time.time() - t0, 1)}
         if log is not None:

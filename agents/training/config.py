@@ -85,6 +85,9 @@ class TrainConfig:
     # behaviour-cloned from before PPO starts (``agents.training.warmstart``; the caller passes the policy). "none"
     # here, since a bare config has no tuned reference; the main job (``run``) passes learned-greedy's
     warm_start: str = "none"
+    # SB3 over several ``bandwidth_scales``: clone each speed's states from the ``warm_start`` reference re-tuned at
+    # that speed (``train_sb3``'s ``scale_teachers``) instead of the one tuned at x1
+    warm_start_per_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -127,6 +130,12 @@ class TrainConfig:
         if self.warm_start != "none" and (self.framework != "sb3" or self.algo == "dqn"):
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: warm starts are implemented for SB3's "
                              "actor-critics (ppo, a2c) only")
+        if not isinstance(self.warm_start_per_scale, bool):
+            raise ValueError(f"TrainConfig.warm_start_per_scale={self.warm_start_per_scale!r}: expected a bool")
+        if self.warm_start_per_scale and (self.warm_start == "none" or len(set(scales)) < 2):
+            raise ValueError("TrainConfig.warm_start_per_scale: clones a warm start's teacher re-tuned at each of "
+                             f"several bandwidth_scales; got warm_start={self.warm_start!r}, "
+                             f"bandwidth_scales={tuple(scales)!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 

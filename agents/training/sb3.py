@@ -48,11 +48,14 @@ class TrainResult:
 
 def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = TrainConfig(), resume: bool = False,
               progress: bool = True, log=print, teacher: Policy | None = None,
-              curriculum: Sequence[Sequence[Policy]] | None = None) -> TrainResult:
+              curriculum: Sequence[Sequence[Policy]] | None = None,
+              scale_teachers: Sequence[Policy] | None = None) -> TrainResult:
     """Train on training traces (minus validation) and training scenes; writes model, best model, logs, curve.
 
     With ``tcfg.warm_start`` naming a reference, ``teacher`` is that (tuned) policy: a new run's network is first
-    behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``).
+    behaviour-cloned from it on the fitting traces (``warmstart.behaviour_clone``). With
+    ``tcfg.warm_start_per_scale``, ``scale_teachers`` replaces it: per training scale, that reference re-tuned
+    there, each cloned on its own scale's fitting traces.
 
     With ``tcfg.curriculum_rounds`` R > 0, ``curriculum`` holds, per training scale, the references re-tuned at
     that scale (``agents.evaluation.scale_references``). Training runs in R + 1 equal phases; after each but the
@@ -60,10 +63,18 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     validation episodes) is measured and the scale with the largest gap has its fitting files drawn once more
     often from then on (Genet's rule: train where the policy trails the rule-based baseline most). Each round is
     recorded in ``train.json``'s ``curriculum``."""
-    if (tcfg.warm_start != "none") != (teacher is not None) or (teacher is not None
-                                                                 and teacher.name != tcfg.warm_start):
+    teachers = [teacher] if scale_teachers is None else list(scale_teachers)
+    if tcfg.warm_start_per_scale:
+        if teacher is not None or len(teachers) != len(tcfg.bandwidth_scales) or any(
+                t.name != tcfg.warm_start for t in teachers):
+            raise ValueError(f"TrainConfig.warm_start_per_scale needs scale_teachers: {tcfg.warm_start!r} re-tuned at "
+                             f"each of the {len(tcfg.bandwidth_scales)} bandwidth scales (and no single teacher), got "
+                             f"{[None if t is None else t.name for t in teachers]}")
+    elif scale_teachers is not None or (tcfg.warm_start != "none") != (teacher is not None) or (
+            teacher is not None and teacher.name != tcfg.warm_start):
         raise ValueError(f"TrainConfig.warm_start={tcfg.warm_start!r} needs the policy of that name as teacher, got "
-                         f"{None if teacher is None else teacher.name!r}")
+                         f"{None if teacher is None else teacher.name!r}"
+                         + (" and scale_teachers without warm_start_per_scale" if scale_teachers is not None else ""))
     if bool(tcfg.curriculum_rounds) != (curriculum is not None) or (
             curriculum is not None and len(curriculum) != len(tcfg.bandwidth_scales)):
         raise ValueError(f"TrainConfig.curriculum_rounds={tcfg.curriculum_rounds} needs the re-tuned references at "
@@ -122,14 +133,17 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
         model = _algo_class(tcfg.algo)("MlpPolicy", venv, device="cpu", verbose=0, tensorboard_log=str(out / "tb"),
                                        **tcfg.sb3_kwargs())
         state = {"best_accuracy": -1.0, "history": [], "seconds": 0.0}
-        if teacher is not None:
+        if tcfg.warm_start != "none":
             from .warmstart import behaviour_clone
 
-            state["warm_start"] = behaviour_clone(model, setup.profile, fit_traces, part_cfgs, teacher, tcfg.seed,
-                                                  tcfg.gamma)
+            n = len(tcfg.bandwidth_scales)
+            sources = ([(validation.fit_weighted([int(j == k) for j in range(n)]), t) for k, t in enumerate(teachers)]
+                       if tcfg.warm_start_per_scale else [(fit_traces, teachers[0])])
+            state["warm_start"] = behaviour_clone(model, setup.profile, sources, part_cfgs, tcfg.seed, tcfg.gamma)
             state["seconds"] = state["warm_start"]["seconds"]
-            log(f"warm start: cloned {teacher.name} on {state['warm_start']['samples']:,} states "
-                f"(agreement {state['warm_start']['agreement']:.3f}) in {state['warm_start']['seconds']} s")
+            log(f"warm start: cloned {tcfg.warm_start}{' re-tuned at each speed' * tcfg.warm_start_per_scale} on "
+                f"{state['warm_start']['samples']:,} states (agreement {state['warm_start']['agreement']:.3f}) in "
+                f"{state['warm_start']['seconds']} s")
 
     class _Callback(BaseCallback):
         """Validation on fixed episodes (best model kept) and atomic checkpoints."""

@@ -52,20 +52,22 @@ def teacher_data(profile: Any, traces: Sequence, env_cfg: Any, teacher: Policy, 
     return x, np.stack(acts, 1).reshape(-1), ret.reshape(-1)
 
 
-def behaviour_clone(model: Any, profile: Any, traces: Sequence, env_cfgs: Sequence[Any], teacher: Policy, seed: int,
-                    gamma: float, episodes: int = 2, epsilon: float = 0.1, epochs: int = 4, batch: int = 1024,
-                    lr: float = 1e-3, value_weight: float = 0.5, min_steps: int = 200) -> dict[str, Any]:
-    """Fit ``model.policy`` (an SB3 ActorCriticPolicy) to ``teacher`` on the fitting ``traces`` (``epochs``
-    passes, more for small data so that at least ``min_steps`` gradient steps are taken); returns what was done
-    (samples, epochs, the clone's agreement with the teacher, seconds) for the run's record.
+def behaviour_clone(model: Any, profile: Any, sources: Sequence[tuple[Sequence, Policy]], env_cfgs: Sequence[Any],
+                    seed: int, gamma: float, episodes: int = 2, epsilon: float = 0.1, epochs: int = 4,
+                    batch: int = 1024, lr: float = 1e-3, value_weight: float = 0.5,
+                    min_steps: int = 200) -> dict[str, Any]:
+    """Fit ``model.policy`` (an SB3 ActorCriticPolicy) to the teachers of ``sources`` (pairs of fitting traces and
+    the teacher that acts on them: one pair, or one per training speed with the teacher re-tuned at that speed;
+    ``epochs`` passes, more for small data so that at least ``min_steps`` gradient steps are taken); returns what
+    was done (samples, epochs, the clone's agreement with the teachers, seconds) for the run's record.
 
-    ``env_cfgs`` are the training env's configs (one per training deadline): the traces are dealt round-robin over
-    them, so the clone sees every deadline trained at and as many states as with one config."""
+    ``env_cfgs`` are the training env's configs (one per training deadline): each source's traces are dealt
+    round-robin over them, so the clone sees every deadline trained at and as many states as with one config."""
     import torch
 
     t0 = time.time()
     data = [teacher_data(profile, hand, cfg, teacher, episodes, seed, gamma, epsilon)
-            for cfg, hand in zip(env_cfgs, deal(traces, len(env_cfgs))) if hand]
+            for traces, teacher in sources for cfg, hand in zip(env_cfgs, deal(traces, len(env_cfgs))) if hand]
     x, a, ret = (np.concatenate(parts) for parts in zip(*data))
     pol = model.policy
     opt = torch.optim.Adam(pol.parameters(), lr=lr)
@@ -87,5 +89,8 @@ def behaviour_clone(model: Any, profile: Any, traces: Sequence, env_cfgs: Sequen
     pol.set_training_mode(False)
     with torch.no_grad():
         agree = float((pol.get_distribution(xt).distribution.probs.argmax(1) == at).float().mean())
-    return {"teacher": teacher.name, "samples": int(len(x)), "epochs": epochs, "epsilon": epsilon,
+    names = list(dict.fromkeys(teacher.name for _, teacher in sources))
+    return {"teacher": names[0] if len(names) == 1 else names,
+            **({"teachers": len(sources)} if len(sources) > 1 else {}),
+            "samples": int(len(x)), "epochs": epochs, "epsilon": epsilon,
             "agreement": round(agree, 4), "seconds": round(time.time() - t0, 1)}

@@ -174,11 +174,44 @@ def _prepare(exp: Experiment, loaded: Loaded, seed: int, folder: Path) -> tuple[
     return tcfg, resume
 
 
+@dataclass(frozen=True)
+class TrainingReferences:
+    """The tuned policies an SB3 run trains with (``train_sb3``): the teacher its ``warm_start`` names (cloned
+    before PPO starts), or with ``warm_start_per_scale`` that teacher re-tuned at each training scale; and the
+    references re-tuned at each training scale that a curriculum measures its gaps to."""
+
+    teacher: Policy | None = None
+    scale_teachers: tuple[Policy, ...] | None = None
+    curriculum: tuple[tuple[Policy, ...], ...] | None = None
+
+
+def training_references(exp: Experiment, loaded: Loaded, policies: dict[str, Policy], tuning: dict[str, Any],
+                        log: Callable[[str], None]) -> TrainingReferences:
+    """What ``exp``'s training needs of the tuned ``policies`` (tuned at x1), with whatever it needs re-tuned at
+    each training scale first (``scale_references``; recorded in ``tuning["scale_references"]``)."""
+    from agents.evaluation import scale_references
+
+    train = exp.train
+    teacher = None if train.warm_start == "none" else policies[train.warm_start]
+    names = list(dict.fromkeys([*(CURRICULUM_REFERENCES if train.curriculum_rounds else ()),
+                                *((train.warm_start,) if train.warm_start_per_scale else ())]))
+    if not names:
+        return TrainingReferences(teacher)
+    log(f"{', '.join(names)} re-tuned at each training scale on the training side (for the "
+        + " and ".join(w for w, on in (("curriculum", train.curriculum_rounds), ("warm start",
+                                                                               train.warm_start_per_scale)) if on)
+        + ")")
+    per_scale, tuning["scale_references"] = scale_references(loaded.setup, train.bandwidth_scales, names,
+                                                             exp.inputs.seed, tuned=policies, log=log)
+    return TrainingReferences(
+        None if train.warm_start_per_scale else teacher,
+        tuple(p[train.warm_start] for p in per_scale) if train.warm_start_per_scale else None,
+        tuple(tuple(p[n] for n in CURRICULUM_REFERENCES) for p in per_scale) if train.curriculum_rounds else None)
+
+
 def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Callable[[str], None],
-               teacher: Policy | None = None, curriculum: list[list[Policy]] | None = None) -> TrainedRun:
-    """Train one seed's run (SB3 or RLlib) into ``folder``; ``teacher`` is the tuned reference an SB3 run's
-    ``warm_start`` names (cloned before PPO starts), ``curriculum`` the references re-tuned at each training scale
-    a curriculum measures its gaps to (``train_sb3``)."""
+               refs: TrainingReferences = TrainingReferences()) -> TrainedRun:
+    """Train one seed's run (SB3 or RLlib) into ``folder`` with the tuned policies ``refs`` (SB3)."""
     from agents.training import train_rllib, train_sb3
 
     tcfg, resume = _prepare(exp, loaded, seed, folder)
@@ -194,29 +227,28 @@ def _train_one(exp: Experiment, loaded: Loaded, seed: int, folder: Path, log: Ca
         return TrainedRun(seed, folder, exp.policy_name(seed), seconds, steps, info["best_val_accuracy"])
     log(f"seed {seed}: {'resuming' if resume else 'training'} {tcfg.algo.upper()} for {tcfg.timesteps:,} steps "
         f"-> {folder}")
-    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress, teacher=teacher,
-                       log=log, curriculum=curriculum)
+    result = train_sb3(loaded.setup, folder, tcfg, resume=resume, progress=exp.progress, teacher=refs.teacher,
+                       log=log, curriculum=refs.curriculum, scale_teachers=refs.scale_teachers)
     best = max(h["val_accuracy"] for h in result.history)
     log(f"seed {seed}: trained {result.timesteps:,} steps in {result.seconds:.0f} s; best validation accuracy "
         f"{best:.4f} ({result.best_path})")
     return TrainedRun(seed, folder, exp.policy_name(seed), result.seconds, result.timesteps, best)
 
 
-def _train_on_worker(exp: Experiment, teacher: Policy | None, curriculum: list[list[Policy]] | None,
-                     item: tuple[int, Path]) -> TrainedRun:
+def _train_on_worker(exp: Experiment, refs: TrainingReferences, item: tuple[int, Path]) -> TrainedRun:
     """One seed's training as a Ray task: the worker loads the inputs itself, by the same rule as the driver (the
-    tuned teacher of a warm start and a curriculum's references travel with the task)."""
+    tuned policies the training uses travel with the task)."""
     seed, folder = item
-    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print, teacher, curriculum)
+    return _train_one(exp, load_inputs(exp.inputs), seed, folder, print, refs)
 
 
 def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None],
-               teacher: Policy | None = None, curriculum: list[list[Policy]] | None = None) -> list[TrainedRun]:
+               refs: TrainingReferences = TrainingReferences()) -> list[TrainedRun]:
     """Every seed's run: one after another here, or (SB3 with ``address``) one Ray task per seed, which gives the
     same runs (training depends on the seed and settings only; each task uses ``train.threads`` torch threads as
     the local loop does)."""
     if exp.address is None or exp.train.framework == "rllib":
-        return [_train_one(exp, loaded, seed, folder, log, teacher, curriculum) for seed, folder in exp.folders()]
+        return [_train_one(exp, loaded, seed, folder, log, refs) for seed, folder in exp.folders()]
     import functools
 
     from agents.training import map_on_ray
@@ -224,7 +256,7 @@ def _train_all(exp: Experiment, loaded: Loaded, log: Callable[[str], None],
     items = [(seed, folder.resolve()) for seed, folder in exp.folders()]
     log(f"training {len(items)} run(s) as Ray tasks on {exp.address} ({exp.train.threads} CPUs each)")
     exp = replace(exp, inputs=replace(exp.inputs, profile=Path(exp.inputs.profile).resolve()))
-    return map_on_ray(functools.partial(_train_on_worker, exp, teacher, curriculum), items,
+    return map_on_ray(functools.partial(_train_on_worker, exp, refs), items,
                       None if exp.address == "local" else exp.address, num_cpus=exp.train.threads,
                       describe=lambda item: f"seed {item[0]} ({item[1]})")
 
@@ -283,7 +315,6 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
         best_heuristic,
         evaluate_on_test,
         named_policies,
-        scale_references,
         seeds_markdown,
         trace_means,
         write_report,
@@ -302,14 +333,9 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     log(loaded.describe(seeds_note))
     policies, tuning = named_policies(loaded.setup, all_policy_names(loaded.setup), exp.inputs.seed)
     print_tuning(tuning, log)
-    teacher = None if exp.train.warm_start == "none" else policies[exp.train.warm_start]
-    curriculum = None
-    if exp.train.curriculum_rounds:
-        log(f"curriculum: {', '.join(CURRICULUM_REFERENCES)} re-tuned at each training scale on the training side")
-        curriculum, tuning["curriculum_references"] = scale_references(
-            loaded.setup, exp.train.bandwidth_scales, CURRICULUM_REFERENCES, exp.inputs.seed, tuned=policies, log=log)
+    refs = training_references(exp, loaded, policies, tuning, log)
     runs = []
-    for run in _train_all(exp, loaded, log, teacher, curriculum):
+    for run in _train_all(exp, loaded, log, refs):
         run = replace(run, onnx=export_and_check(run.folder, loaded))
         log(f"seed {run.seed}: policy exported to {run.onnx} (ONNX Runtime matches PyTorch on held-out observations)")
         policies[run.name] = load_run_policy(run.folder, run.name)

@@ -452,13 +452,15 @@ def sweep_verdict(sw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # the trainings the training-conditions block sets side by side: (seeds record, sweep record of those runs)
-TRAINING_CONDITIONS = (("seeds-x1", "sweep-x1"), ("seeds", "sweep"), ("seeds-deadlines", "sweep-deadlines"))
+TRAINING_CONDITIONS = (("seeds-x1", "sweep-x1"), ("seeds", "sweep"), ("seeds-deadlines", "sweep-deadlines"),
+                       ("seeds-curriculum", "sweep-curriculum"))
 
 
 def block_training_speeds(results_dir: Path) -> str:
-    """The main job's three seeds trained at x1 only, over a mixture of speeds, and over that mixture and several
-    deadlines: the held-out difference to the best tuned reference at x1 and 200 ms (``TRAINING_CONDITIONS``'
-    seeds records) and the sweep's verdict (their sweep records)."""
+    """The main job's three seeds trained at x1 only, over a mixture of speeds, over that mixture and several
+    deadlines, and over the mixture with other training rules (``TRAINING_CONDITIONS``): the held-out difference
+    to the best tuned reference at x1 and 200 ms (their seeds records) and the sweep's verdict (their sweep
+    records)."""
     lines = ["| trained at | training s per run (mean) | held-out at x1 and 200 ms: minus the best tuned reference, mean "
              "[t-interval over seeds] | per seed | sweep points at or above the best re-tuned reference | intervals "
              "above / below 0 | worst point |", "|---|---:|---:|---|---:|---:|---|"]
@@ -561,6 +563,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "seeds": block_seeds,
     "sweep": block_sweep,
     "sweep-deadlines": lambda d: block_sweep(d, "sweep-deadlines"),
+    "sweep-curriculum": lambda d: block_sweep(d, "sweep-curriculum"),
     "training-speeds": block_training_speeds,
     "fcc-to-norway-table": lambda d: block_main_table(d, "fcc-to-norway", "the evaluation"),
     "fcc-to-norway-claim": lambda d: block_main_claim(d, "fcc-to-norway"),
