@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import constant_trace, hand_profile, outage_trace
 
-from agents.evaluation import Setup
+from agents.evaluation import Setup, describe_training
 from agents.policies import CacheNetPolicy, ConstantPolicy
 from agents.training import TrainConfig, train_sb3
+from agents.workflow.runs import training_conditions
 from envs import EnvConfig
 
 CFG = EnvConfig(fps=10, deadline_ms=200, student_ms=0.0,
@@ -56,6 +57,8 @@ def test_a_warm_start_per_speed_clones_each_speeds_teacher_on_that_speed(tmp_pat
     train_sb3(setup, tmp_path / "run", cfg, progress=False, log=lambda _: None, scale_teachers=teachers)
     warm = json.loads((tmp_path / "run" / "train.json").read_text())["warm_start"]
     assert warm["teacher"] == "cachenet" and warm["teachers"] == 2
+    conditions = training_conditions([tmp_path / "run"])["run"]
+    assert describe_training(conditions) == "bandwidth x0.25, 4 and 200 ms, the warm start re-tuned per speed"
     # as many states as one teacher over both speeds: each speed's fitting traces once
     one = train_sb3(setup, tmp_path / "one", cfg.replace(warm_start_per_scale=False), progress=False,
                     log=lambda _: None, teacher=teachers[0])
