@@ -232,7 +232,8 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="SB3 over several --train-bandwidth-scales, run only: a Genet-style curriculum. Training is cut "
                    "into R + 1 phases; after each but the last, the scale where the policy trails cachenet and "
                    "learned-greedy, re-tuned at that scale on the training side, by the most on validation is drawn "
-                   "once more often (the re-tuning adds about 80 s per scale other than 1). 0: the uniform mixture "
+                   "once more often (the re-tuning costs about the main job's own tuning of the two, per scale "
+                   "other than 1). 0: the uniform mixture "
                    "(default: %(default)s)")
     p.add_argument("--out", type=nonempty(Path), default=None, help="run folder (default: runs/<algo>-seed<seed>); a "
                    "folder that holds a run needs --resume or --force")
@@ -288,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for dqn)")
     p.add_argument("--warm-start-per-scale", action="store_true",
                    help="over several --train-bandwidth-scales: clone each speed's states from the --warm-start "
-                   "reference re-tuned at that speed on the training side (about 80 s of tuning per speed other "
-                   "than 1), not from the one tuned at x1")
+                   "reference re-tuned at that speed on the training side (a tuning like the main job's, per speed "
+                   "other than 1), not from the one tuned at x1")
 
     p = _training(_common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training "
                                          "split")))

@@ -105,7 +105,7 @@ def test_sweep_block_pairs_every_point_with_its_best_reference(tmp_path: Path) -
 
 
 def _seeds_and_sweep(folder: Path, suffix: str, scales: list[float], at_x1: float, worst: float,
-                     deadlines: list[float] | None = None, rounds: int = 0) -> None:
+                     deadlines: list[float] | None = None, rounds: int = 0, per_speed: bool = False) -> None:
     """Hand-made records of ``run --seeds 0,1`` and of its sweep over two points (x1 and x4)."""
     per_seed = [{"seed": 0, "difference": at_x1 - 0.002}, {"seed": 1, "difference": at_x1 + 0.002}]
     meta = {"across_seeds": {"ppo (2 seeds)": {"all": {"vs_best_heuristic": {
@@ -127,7 +127,9 @@ def _seeds_and_sweep(folder: Path, suffix: str, scales: list[float], at_x1: floa
     if scales != [1.0]:
         sweep["trained_at"] = {f"ppo-seed{s}": {"bandwidth_scales": scales, "deadline_ms": 200.0,
                                                 **({"deadlines_ms": deadlines} if deadlines else {}),
-                                                **({"curriculum_rounds": rounds} if rounds else {})} for s in (0, 1)}
+                                                **({"curriculum_rounds": rounds} if rounds else {}),
+                                                **({"warm_start_per_scale": True} if per_speed else {})}
+                              for s in (0, 1)}
     (folder / f"sweep{suffix}.json").write_text(json.dumps({
         "format": results.FORMAT, "name": f"sweep{suffix}", "command": ["train_agent.py", "sweep"],
         "code": {"commit": "34" * 20}, "kind": "sweep", "sweep": sweep}))
@@ -140,6 +142,7 @@ def test_training_conditions_block_sets_the_mixtures_beside_x1(tmp_path: Path) -
     _seeds_and_sweep(folder, "", [0.5, 1.0, 2.0], 0.014, 0.003)
     _seeds_and_sweep(folder, "-deadlines", [0.5, 1.0, 2.0], 0.011, 0.001, [100.0, 400.0])
     _seeds_and_sweep(folder, "-curriculum", [0.5, 1.0, 2.0], 0.008, -0.002, rounds=3)
+    _seeds_and_sweep(folder, "-teacher-per-speed", [0.5, 1.0, 2.0], 0.012, 0.004, per_speed=True)
     for name, diff in (("fcc-to-norway-x1", 0.022), ("fcc-to-norway", 0.018)):
         pair = {"difference": diff, "difference_ci95": [diff - 0.005, diff + 0.005]}
         (folder / f"{name}.json").write_text(json.dumps({
@@ -158,7 +161,11 @@ def test_training_conditions_block_sets_the_mixtures_beside_x1(tmp_path: Path) -
     assert ("| bandwidth x0.5, 1, 2 and 200 ms, a curriculum of 3 rounds | 205 | +0.008 [-0.002, +0.018] against "
             "learned-greedy | +0.006, +0.010 | 1 of 2 | 1 / 0 | x4, 200 ms: -0.002 [-0.007, +0.003] against "
             "learned-greedy |") in text
-    assert "(`sweep-x1.json`, `sweep.json`, `sweep-deadlines.json`, `sweep-curriculum.json`)" in text
+    assert ("| bandwidth x0.5, 1, 2 and 200 ms, the warm start re-tuned per speed | 205 | +0.012 [+0.002, +0.022] "
+            "against learned-greedy | +0.010, +0.014 | 2 of 2 | 1 / 0 | x4, 200 ms: +0.004 [-0.001, +0.009] against "
+            "learned-greedy |") in text
+    assert ("(`sweep-x1.json`, `sweep.json`, `sweep-deadlines.json`, `sweep-curriculum.json`, "
+            "`sweep-teacher-per-speed.json`)") in text
     assert "`seeds-x1.json` from `train_agent.py run --seeds 0,1` at commit `1212121212`" in text
     assert ("trained at x1, fcc-ppo minus cachenet +0.022 [+0.017, +0.027]; trained over the mixture, fcc-ppo minus "
             "cachenet +0.018 [+0.013, +0.023].") in text

@@ -453,7 +453,7 @@ def sweep_verdict(sw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # the trainings the training-conditions block sets side by side: (seeds record, sweep record of those runs)
 TRAINING_CONDITIONS = (("seeds-x1", "sweep-x1"), ("seeds", "sweep"), ("seeds-deadlines", "sweep-deadlines"),
-                       ("seeds-curriculum", "sweep-curriculum"))
+                       ("seeds-curriculum", "sweep-curriculum"), ("seeds-teacher-per-speed", "sweep-teacher-per-speed"))
 
 
 def block_training_speeds(results_dir: Path) -> str:
@@ -564,6 +564,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "sweep": block_sweep,
     "sweep-deadlines": lambda d: block_sweep(d, "sweep-deadlines"),
     "sweep-curriculum": lambda d: block_sweep(d, "sweep-curriculum"),
+    "sweep-teacher-per-speed": lambda d: block_sweep(d, "sweep-teacher-per-speed"),
     "training-speeds": block_training_speeds,
     "fcc-to-norway-table": lambda d: block_main_table(d, "fcc-to-norway", "the evaluation"),
     "fcc-to-norway-claim": lambda d: block_main_claim(d, "fcc-to-norway"),
