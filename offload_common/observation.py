@@ -80,7 +80,8 @@ class ObservationSpec:
     max_queue: int
     prior_mbps: float
     oracle_bandwidth: bool = False
-    temporal: bool = False  # the student's recent history: top1_stable, pmax_ema (ablations; no device computes it yet)
+    temporal: bool = False  # the student's recent history: top1_stable, pmax_ema (off by default; the env and the
+    # device controller both count them online)
 
     @property
     def n_actions(self) -> int:
