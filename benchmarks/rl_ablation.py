@@ -12,7 +12,8 @@ below the main job's 600,000: say so when reporting). References (cachenet, lear
 training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
 run's own validation traces, the number the run picks its model by; the references are scored on the same
 episodes), the held-out accuracy on ``--episodes`` episodes per test trace and its paired difference to the best
-reference there, and the wall time. The JSON records the command and the git commit.
+reference there, and the wall time. ``--bandwidth-scale X`` runs all of it at X times every trace's throughput, as
+one sweep point (the references tuned there too). The JSON records the command and the git commit.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def main() -> None:
     parser.add_argument("--train-bandwidth-scales", default="1", metavar="S1,S2,...",
                         help="throughput scales every candidate trains and validates at, the references validated at "
                         "the same (default: 1, the traces as recorded; the main job's are 0.25,0.5,1,2,4)")
+    parser.add_argument("--bandwidth-scale", type=float, default=1.0, metavar="X",
+                        help="the whole ablation at X times every trace's throughput, as one sweep point: the "
+                        "references tuned, the candidates trained (--train-bandwidth-scales counts from X) and "
+                        "validated, and the held-out episodes played there (default: 1, the traces as recorded)")
     parser.add_argument("--temporal-observation", action="store_true",
                         help="every policy, references included, observes the student's recent history as well "
                         "(EnvConfig.temporal_observation); the references are then tuned here, not read from a report")
@@ -89,6 +94,11 @@ def main() -> None:
                         "inputs and commit) instead of tuning again: cachenet as recorded, learned-greedy's model "
                         "refitted (deterministic; its fingerprint must match the record) with the recorded bonuses")
     args = parser.parse_args()
+    if not 0 < args.bandwidth_scale < float("inf"):
+        parser.error(f"--bandwidth-scale: {args.bandwidth_scale!r}: expected a number > 0")
+    if args.bandwidth_scale != 1.0 and (args.from_report is not None or args.tuning_cache is not None):
+        parser.error("--bandwidth-scale: the references must be tuned at that scale; drop --from-report / "
+                     "--tuning-cache")
     if args.temporal_observation and (args.from_report is not None or args.tuning_cache is not None):
         parser.error("--temporal-observation: the references must be tuned on the observation with the temporal "
                      "fields; drop --from-report / --tuning-cache")
@@ -118,6 +128,9 @@ def main() -> None:
     t0 = time.time()
     setup = Setup.create(FrameProfile.load(DEFAULT_PROFILE), default_traces(None, seed=0)[0],
                          EnvConfig(temporal_observation=args.temporal_observation))
+    if args.bandwidth_scale != 1.0:  # one sweep point: train and test traces scaled alike (sweep_point's Setup)
+        setup = Setup(setup.profile, setup.config, [t.scaled(args.bandwidth_scale) for t in setup.train_traces],
+                      [t.scaled(args.bandwidth_scale) for t in setup.test_traces])
     if args.from_report is not None:
         refs = _references_from_report(setup, args.from_report)
         tuning_s = None
@@ -176,6 +189,7 @@ def main() -> None:
     refs_test = {n: {fam: m["accuracy"] for fam, m in results[n].metrics.items()} for n in refs}
     write_json(args.out, {"command": " ".join(["python", *sys.argv]), "git_commit": git_commit(),
                           "timesteps": args.timesteps, "train_bandwidth_scales": list(scales),
+                          "bandwidth_scale": args.bandwidth_scale,
                           "temporal_observation": args.temporal_observation,
                           "test_episodes_per_trace": args.episodes,
                           "best_reference_on_test": best, "references_test": refs_test, "summary": summary,

@@ -194,6 +194,10 @@ def test_ablation_block_names_the_best_reference_and_the_budget(tmp_path: Path) 
     (folder / "ablation-hp.json").write_text(json.dumps(rec))
     assert ("held out at x1. Every policy, the references included (tuned again on it), observed the student's "
             "recent history as well") in results.block_ablation(folder, "ablation-hp")
+    rec["data"].update(temporal_observation=False, bandwidth_scale=4.0, train_bandwidth_scales=[1.0])
+    (folder / "ablation-hp.json").write_text(json.dumps(rec))
+    assert ("Every run trained and validated at bandwidth x4; held out at x4 (the references tuned there on the "
+            "training side, as at a sweep point). Measured by") in results.block_ablation(folder, "ablation-hp")
 
 
 def test_a_stale_number_fails_the_check_and_update_fixes_it(tmp_path: Path) -> None:

@@ -404,11 +404,13 @@ def block_ablation(results_dir: Path, name: str = "ablation") -> str:
     budget = (f"{d['timesteps']:,} steps per run" if d["timesteps"] >= 600_000 else
               f"a reduced budget ({d['timesteps']:,} steps, not the main job's 600,000), so it ranks candidates and "
               "is no headline")
-    scales = ", ".join(f"{v:g}" for v in d.get("train_bandwidth_scales", [1.0]))
+    at = float(d.get("bandwidth_scale", 1.0))  # the whole ablation at this throughput scale (one sweep point)
+    scales = ", ".join(f"{v * at:g}" for v in d.get("train_bandwidth_scales", [1.0]))
     lines += ["", f"References on the same held-out episodes: {refs}. Validation: each run's own validation traces, "
               "the references scored on the same episodes, the best reference per seed; the best validation is "
               f"picked over the run's evaluations, so it is optimistic. Every run trained and validated at bandwidth "
-              f"x{scales}; held out at x1."
+              f"x{scales}; held out at x{at:g}"
+              + (" (the references tuned there on the training side, as at a sweep point)." if at != 1.0 else ".")
               + (" Every policy, the references included (tuned again on it), observed the student's recent history "
                  "as well (the temporal observation fields)." if d.get("temporal_observation") else "")
               + f" Measured by {_measured(rec)}, {budget}."]
