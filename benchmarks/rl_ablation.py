@@ -5,10 +5,10 @@
 
 Candidates: ``baseline`` (the main job's PPO settings; trained and validated at ``--train-bandwidth-scales``, by
 default x1, the traces as recorded, while the main job trains over ``agents.training.MIXED_BANDWIDTH_SCALES``),
-``bc-<reference>`` (behaviour cloning from the tuned
-reference, then PPO: ``TrainConfig.warm_start``), optionally with ``+`` settings of TrainConfig
-(``baseline+n_epochs=5``). Every candidate trains with each seed for ``--timesteps`` steps (a reduced budget when
-below the main job's 600,000: say so when reporting). References (cachenet, learned-greedy) are tuned once on
+``bc-<reference>`` (behaviour cloning from the tuned reference, then PPO: ``TrainConfig.warm_start``), optionally
+with ``+`` settings of TrainConfig (``baseline+n_epochs=5``, ``bc-learned-greedy+action_mask=true``). Every
+candidate trains with each seed for ``--timesteps`` steps (a reduced budget when below the main job's 600,000: say
+so when reporting). References (cachenet, learned-greedy) are tuned once on
 training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
 run's own validation traces, the number the run picks its model by; the references are scored on the same
 episodes), the held-out accuracy on ``--episodes`` episodes per test trace and its paired difference to the best
@@ -44,10 +44,13 @@ def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
     out: dict[str, Any] = {}
     for item in settings:
         key, _, value = item.partition("=")
+        if value in ("true", "false"):  # a switch: baseline+action_mask=true
+            out[key] = value == "true"
+            continue
         try:
             out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
-            raise ValueError(f"--candidates: {spec!r}: {item!r} is not key=number") from None
+            raise ValueError(f"--candidates: {spec!r}: {item!r} is not key=number or key=true/false") from None
     return ("none" if head == "baseline" else head[3:]), out
 
 

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from bandwidth_traces import Trace
 from bandwidth_traces import split as split_traces
-from offload_common.observation import ObservationSpec, observation_constants
+from offload_common.observation import ObservationSpec, action_mask, observation_constants
 from perception import FrameProfile
 
 from . import kernel
@@ -232,6 +232,11 @@ class OffloadDynamics:
         """All devices' observations at their current decision time (a buffer the next call overwrites)."""
         kernel.observe(self._kernel_state, self._kernel_tables, self._kernel_buffers, 0, self.num_envs)
         return self.buffers.obs
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """[B, A]: which actions can take effect for each device now (``offload_common.observation.action_mask``:
+        no send into a full buffer, no reuse without a cached answer), read off the current observations."""
+        return action_mask(self.spec, self.observe())
 
     def step(self, actions: NDArray[np.int64], autoreset: int = kernel.NO_AUTORESET) -> kernel.Buffers:
         """One frame for every device (``actions``: int64 [B]); the returned buffers are overwritten next step:

@@ -223,6 +223,11 @@ class OffloadEnv(gym.Env):
             self._drawing.record(info, self._obs_row, self._signals_row)
         return self._obs_row.copy(), reward, terminated, truncated, info
 
+    def action_masks(self) -> NDArray[np.bool_]:
+        """[A]: which actions can take effect now (a send needs room in the buffer, reuse a cached answer); the
+        method sb3-contrib's ``MaskablePPO`` calls."""
+        return self.core.action_masks()[0]
+
     def render(self):
         """With ``render_mode="rgb_array"``: the episode so far as an RGB uint8 image [600, 800, 3] (uplink
         throughput, backlog, each frame's action, correct or wrong, cache age); with None, warns and returns None."""
@@ -347,6 +352,10 @@ class OffloadVectorEnv(VectorEnv):
     def observe(self) -> NDArray[np.float32]:
         """Every sub-env's observation at its current decision time (a copy; no state changes)."""
         return self.core.observe().copy()
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """[num_envs, A]: which actions can take effect for each sub-env now (see ``OffloadEnv.action_masks``)."""
+        return self.core.action_masks()
 
     def preview(self) -> dict[str, NDArray]:
         """HINDSIGHT, for reference policies only: what each remote action would yield now, from the true link and

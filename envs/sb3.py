@@ -31,7 +31,13 @@ class _InProcessVecEnv(VecEnv):
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        raise AttributeError(f"{type(self).__name__} has no per-env methods; {method_name!r} is not available")
+        """Only ``action_masks`` (per sub-env, as sb3-contrib's ``MaskablePPO`` asks for them; every batch here
+        defines ``action_masks()`` for all its sub-envs at once)."""
+        if method_name == "action_masks" and not method_args and not method_kwargs:
+            masks = self.action_masks()  # type: ignore[attr-defined]
+            return [masks[i] for i in self._get_indices(indices)]
+        raise AttributeError(f"{type(self).__name__} has no per-env methods but action_masks; {method_name!r} is "
+                             "not available")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False] * len(self._get_indices(indices))
@@ -76,6 +82,10 @@ class SB3OffloadVecEnv(_InProcessVecEnv):
         self.core.seed_rows(seeded, [seeds[i] for i in seeded])
         self.core.reset_rows(self._rows)
         return self.core.observe().copy()
+
+    def action_masks(self) -> np.ndarray:
+        """[num_envs, A]: which actions can take effect for each sub-env now (``OffloadEnv.action_masks``)."""
+        return self.core.action_masks()
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = self.core.as_actions(actions)
@@ -124,6 +134,9 @@ class SB3ConcatVecEnv(_InProcessVecEnv):
 
     def reset(self) -> np.ndarray:
         return np.concatenate([part.reset() for part in self.parts])
+
+    def action_masks(self) -> np.ndarray:
+        return np.concatenate([part.action_masks() for part in self.parts])
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)

@@ -35,6 +35,9 @@ offload at each resolution, teacher, reuse):
 | pmax_ema           | 0 / 1 | only with temporal: EMA (rate 0.25) of the earlier frames' top-1 probability (0: none) | [0, 1] |
 | oracle_log_mbps    | 0 / 1 | only with oracle_bandwidth: log10 of the true current throughput, /2            | [-1, 1]  |
 
+``action_mask`` reads off an observation which actions can take effect (no send into a full buffer, no reuse
+without a cached answer): policies trained with ``TrainConfig.action_mask`` apply it inside their network.
+
 Every field is something the device knows at decision time: its own student outputs (probabilities, embedding,
 the distilled head's estimates), its uploads and the remote answers that have come back. No label, no future.
 """
@@ -308,6 +311,26 @@ def observation_into(out: NDArray[np.float32], frame: NDArray[np.int64], conf: N
             c += 2
         if oracle > 0:
             out[i, c] = min(max(math.log10(max(sig["true_mbps"], LOG_MBPS_FLOOR)) / 2.0, -1.0), 1.0)
+
+
+def action_mask(spec: ObservationSpec, obs: Any) -> Any:
+    """[B, A] booleans: True where an action can take effect, read off the observations ``obs`` [B, D].
+
+    Two actions cannot, and the env scores them as the local answer: a remote action while the send buffer is
+    full (``pending`` at 1: the env refuses the send, and the student's answer is used, not the cache's), and
+    ``reuse`` while no remote answer is held (``cache_held`` 0). ``local`` is always possible. ``obs`` may be a
+    NumPy array (the env's ``action_masks``, the clone's targets) or a torch tensor (the masked policy, and so the
+    exported ONNX graph): one rule for all of them, in the array's own library.
+    """
+    names = spec.field_names
+    free = obs[:, names.index("pending")] < 1.0 - 1e-6  # pending = uploads in flight / buffer size, clipped to 1
+    held = obs[:, names.index("cache_held")] > 0.5
+    cols = [free | ~free, *[free] * (spec.n_actions - 2), held]
+    if isinstance(obs, np.ndarray):
+        return np.stack(cols, 1)
+    import torch  # a tensor: the policy network's forward pass
+
+    return torch.stack(cols, 1)
 
 
 def confidence_features(topk_prob: NDArray) -> NDArray[np.float64]:

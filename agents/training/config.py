@@ -88,6 +88,10 @@ class TrainConfig:
     # SB3 over several ``bandwidth_scales``: clone each speed's states from the ``warm_start`` reference re-tuned at
     # that speed (``train_sb3``'s ``scale_teachers``) instead of the one tuned at x1
     warm_start_per_scale: bool = False
+    # SB3 actor-critics: give no probability to actions that cannot take effect (a send into a full buffer, reuse
+    # without a cached answer; ``offload_common.observation.action_mask``), inside the network
+    # (``agents.training.masking``), so the exported policy masks too
+    action_mask: bool = False
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -136,6 +140,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.warm_start_per_scale: clones a warm start's teacher re-tuned at each of "
                              f"several bandwidth_scales; got warm_start={self.warm_start!r}, "
                              f"bandwidth_scales={tuple(scales)!r}")
+        if not isinstance(self.action_mask, bool):
+            raise ValueError(f"TrainConfig.action_mask={self.action_mask!r}: expected a bool")
+        if self.action_mask and (self.framework != "sb3" or self.algo == "dqn"):
+            raise ValueError("TrainConfig.action_mask: masking is implemented for SB3's actor-critics (ppo, a2c) "
+                             f"only; got framework={self.framework!r}, algo={self.algo!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 

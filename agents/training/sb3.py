@@ -130,8 +130,14 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
             state["best_accuracy"] = validation.accuracy(policy(best))
             log(f"best model on disk ({best.num_timesteps} steps) scores {state['best_accuracy']:.4f} on validation")
     else:
-        model = _algo_class(tcfg.algo)("MlpPolicy", venv, device="cpu", verbose=0, tensorboard_log=str(out / "tb"),
-                                       **tcfg.sb3_kwargs())
+        kwargs = tcfg.sb3_kwargs()
+        net: Any = "MlpPolicy"
+        if tcfg.action_mask:  # the same MLP, its distribution masked by the observation (agents.training.masking)
+            from .masking import MaskedActorCriticPolicy
+
+            net = MaskedActorCriticPolicy
+            kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "observation_spec": spec.to_dict()}
+        model = _algo_class(tcfg.algo)(net, venv, device="cpu", verbose=0, tensorboard_log=str(out / "tb"), **kwargs)
         state = {"best_accuracy": -1.0, "history": [], "seconds": 0.0}
         if tcfg.warm_start != "none":
             from .warmstart import behaviour_clone

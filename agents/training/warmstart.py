@@ -70,6 +70,14 @@ def behaviour_clone(model: Any, profile: Any, sources: Sequence[tuple[Sequence, 
             for traces, teacher in sources for cfg, hand in zip(env_cfgs, deal(traces, len(env_cfgs))) if hand]
     x, a, ret = (np.concatenate(parts) for parts in zip(*data))
     pol = model.policy
+    relabelled = 0
+    if hasattr(pol, "mask_logits"):  # a masked policy cannot take what its mask rules out: the teacher's send into
+        # a full buffer, or reuse without a cached answer, is cloned as what the env makes of it, the local answer
+        from offload_common.observation import action_mask
+
+        ruled_out = ~action_mask(pol.spec, x)[np.arange(len(a)), a]
+        relabelled = int(ruled_out.sum())
+        a = np.where(ruled_out, 0, a)
     opt = torch.optim.Adam(pol.parameters(), lr=lr)
     xt = torch.as_tensor(x, dtype=torch.float32)
     at = torch.as_tensor(a, dtype=torch.int64)
@@ -93,4 +101,5 @@ def behaviour_clone(model: Any, profile: Any, sources: Sequence[tuple[Sequence, 
     return {"teacher": names[0] if len(names) == 1 else names,
             **({"teachers": len(sources)} if len(sources) > 1 else {}),
             "samples": int(len(x)), "epochs": epochs, "epsilon": epsilon,
+            **({"masked_as_local": relabelled} if hasattr(pol, "mask_logits") else {}),
             "agreement": round(agree, 4), "seconds": round(time.time() - t0, 1)}
