@@ -554,6 +554,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-mixed": lambda d: block_ablation(d, "ablation-mixed"),
     "ablation-gamma": lambda d: block_ablation(d, "ablation-gamma"),
     "ablation-temporal": lambda d: block_ablation(d, "ablation-temporal"),
+    "ablation-x4": lambda d: block_ablation(d, "ablation-x4"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
