@@ -45,13 +45,14 @@ def _experiment(args: argparse.Namespace):
     if framework == "rllib":
         train = TrainConfig(framework="rllib", algo="ppo", seed=args.seed, iterations=args.iterations,
                             num_env_runners=args.num_env_runners, bandwidth_scales=scales, deadlines_ms=deadlines,
-                            curriculum_rounds=args.curriculum_rounds)
+                            curriculum_rounds=args.curriculum_rounds, action_mask=args.action_mask)
     else:
         warm = getattr(args, "warm_start", "none")  # only run has the flag: train has no tuned reference
         train = TrainConfig.sized(args.timesteps, algo=args.algo, n_envs=args.n_envs, seed=args.seed,
                                   bandwidth_scales=scales, deadlines_ms=deadlines,
                                   curriculum_rounds=args.curriculum_rounds,
                                   warm_start_per_scale=getattr(args, "warm_start_per_scale", False),
+                                  action_mask=args.action_mask, residual=getattr(args, "residual", False),
                                   warm_start=run_warm_start(args.algo) if warm is None else warm)
     return Experiment(_inputs(args), train, out=args.out, seeds=None if args.seeds is None else tuple(args.seeds),
                       episodes=getattr(args, "episodes", 8), resume=args.resume, force=args.force,
@@ -235,6 +236,9 @@ def _training(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "once more often (the re-tuning costs about the main job's own tuning of the two, per scale "
                    "other than 1). 0: the uniform mixture "
                    "(default: %(default)s)")
+    p.add_argument("--action-mask", action="store_true",
+                   help="SB3 ppo/a2c: give no probability to actions that cannot take effect (a send while the send "
+                   "buffer is full, reuse with no cached answer), inside the network, so the exported policy masks too")
     p.add_argument("--out", type=nonempty(Path), default=None, help="run folder (default: runs/<algo>-seed<seed>); a "
                    "folder that holds a run needs --resume or --force")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
@@ -291,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="over several --train-bandwidth-scales: clone each speed's states from the --warm-start "
                    "reference re-tuned at that speed on the training side (a tuning like the main job's, per speed "
                    "other than 1), not from the one tuned at x1")
+    p.add_argument("--residual", action="store_true",
+                   help="with --warm-start learned-greedy: the actor's logits are learned-greedy's scores over a "
+                   "temperature plus the network's correction, which starts at zero (training starts from exactly "
+                   "learned-greedy's decisions)")
 
     p = _training(_common(sub.add_parser("train", help="train a policy (stable-baselines3 or RLlib) on the training "
                                          "split")))

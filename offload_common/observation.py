@@ -36,7 +36,8 @@ offload at each resolution, teacher, reuse):
 | oracle_log_mbps    | 0 / 1 | only with oracle_bandwidth: log10 of the true current throughput, /2            | [-1, 1]  |
 
 ``action_mask`` reads off an observation which actions can take effect (no send into a full buffer, no reuse
-without a cached answer): policies trained with ``TrainConfig.action_mask`` apply it inside their network.
+without a cached answer): policies trained with ``TrainConfig.action_mask`` apply it inside their network
+(``agents.training.adjusted``).
 
 Every field is something the device knows at decision time: its own student outputs (probabilities, embedding,
 the distilled head's estimates), its uploads and the remote answers that have come back. No label, no future.

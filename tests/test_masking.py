@@ -1,5 +1,7 @@
-"""Action masking: the mask read off the observation is exactly what the env refuses or cannot reuse, and a
-policy trained with ``TrainConfig.action_mask`` never takes a masked action, in PyTorch or in its ONNX export."""
+"""The adjusted actor-critic (``agents.training.adjusted``). Action masking: the mask read off the observation is
+exactly what the env refuses or cannot reuse, and a policy trained with ``TrainConfig.action_mask`` never takes a
+masked action, in PyTorch or in its ONNX export. The residual prior: before training, the policy acts exactly as
+its learned-greedy, and its export computes the same logits."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import constant_trace, hand_profile, outage_trace
+from helpers import constant_trace, hand_profile, outage_trace, run_cli
 
-from agents.evaluation import Setup
-from agents.policies import ConstantPolicy, greedy_module
+from agents.evaluation import Setup, describe_training
+from agents.policies import ConstantPolicy, GreedyModel, LearnedGreedyPolicy, greedy_module
 from agents.training import TrainConfig, load_run_model, train_sb3
+from agents.workflow.runs import training_conditions
 from envs import EnvConfig, OffloadEnv, OffloadVectorEnv
 from envs.sb3 import SB3OffloadVecEnv
 from offload_common.observation import action_mask
@@ -79,6 +82,7 @@ def test_a_masked_policy_never_takes_a_masked_action_and_its_export_masks_too(tm
     info = json.loads((tmp_path / "run" / "train.json").read_text())
     assert info["train_config"]["action_mask"] is True
     assert info["warm_start"]["masked_as_local"] > 0  # the teacher's reuse before any answer came back
+    assert describe_training(training_conditions([tmp_path / "run"])["run"]).endswith(", actions masked")
     model, _, _ = load_run_model(tmp_path / "run")  # the masking policy comes back from the saved zip
     env = OffloadVectorEnv(8, setup.profile, TRACES, CFG)
     obs, _ = env.reset(seed=1)
@@ -110,3 +114,83 @@ def test_masking_is_for_sb3_actor_critics() -> None:
         TrainConfig(framework="rllib", action_mask=True)
     with pytest.raises(ValueError, match="action_mask=1: expected a bool"):
         TrainConfig(action_mask=1)
+
+
+def _random_greedy(env: OffloadVectorEnv, seed: int = 0) -> LearnedGreedyPolicy:
+    """A learned-greedy whose model is random (ties between actions have probability 0)."""
+    rng = np.random.default_rng(seed)
+    d, a = len(env.observation_fields), len(env.action_names)
+    model = GreedyModel(mean=rng.normal(0, 0.1, d).astype(np.float32), scale=np.full(d, 0.5, np.float32),
+                        weights=[rng.normal(0, 0.5, (d, 8)).astype(np.float32),
+                                 rng.normal(0, 0.5, (8, a)).astype(np.float32)],
+                        biases=[np.zeros(8, np.float32), rng.normal(0, 0.5, a).astype(np.float32)],
+                        fields=list(env.observation_fields), actions=list(env.action_names))
+    return LearnedGreedyPolicy(model, send_bonus=-0.05, reuse_bonus=0.1)
+
+
+def test_a_residual_policy_starts_as_its_learned_greedy_and_exports_the_same_logits(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    import torch
+    from stable_baselines3 import PPO
+
+    from agents.deploy.export import export_model
+    from agents.training.adjusted import AdjustedActorCriticPolicy, greedy_prior
+    from envs.sb3 import SB3OffloadVecEnv
+
+    profile = hand_profile(n_clips=6, frames=8)
+    env = OffloadVectorEnv(16, profile, TRACES, CFG)
+    obs, _ = env.reset(seed=2)
+    teacher = _random_greedy(env)
+    teacher.attach(env)
+    venv = SB3OffloadVecEnv(2, profile, TRACES, CFG)
+    model = PPO(AdjustedActorCriticPolicy, venv, device="cpu", n_steps=16, batch_size=16,
+                policy_kwargs={"net_arch": [16, 16], "prior": greedy_prior(teacher, 0.02, env.observation_spec)})
+    greedy = greedy_module(model)
+    rng = np.random.default_rng(0)
+    onnx_path = export_model(model, tmp_path / "p.onnx", env.observation_fields, env.action_names)
+    session = ort.InferenceSession(str(onnx_path))
+    for _ in range(20):
+        with torch.no_grad():
+            logits, act = greedy(torch.as_tensor(obs))
+        assert np.array_equal(act.numpy(), teacher.act(obs))  # exactly learned-greedy's choices
+        scores = teacher.model.predict(obs) + np.array([0, *[-0.05] * (len(env.action_names) - 2), 0.1])
+        np.testing.assert_allclose(logits.numpy(), scores / 0.02, rtol=1e-4, atol=1e-3)
+        onnx_logits, onnx_act = session.run(["logits", "action"], {"obs": obs})
+        np.testing.assert_allclose(onnx_logits, logits.numpy(), rtol=1e-4, atol=1e-3)
+        assert np.array_equal(onnx_act, act.numpy())
+        obs, *_ = env.step(rng.integers(0, len(env.action_names), env.num_envs))
+    with pytest.raises(ValueError, match="must be a tuned learned-greedy policy"):
+        greedy_prior(ConstantPolicy(0, "learned-greedy"), 0.02, env.observation_spec)
+
+
+def test_a_residual_run_trains_and_its_settings_are_checked(tmp_path: Path) -> None:
+    setup = Setup(hand_profile(n_clips=6, frames=8), CFG.replace(profile_split="train"), TRACES, TRACES)
+    env = OffloadVectorEnv(2, setup.profile, TRACES, setup.env_config("train"))
+    teacher = _random_greedy(env)
+    res = train_sb3(setup, tmp_path / "run", TrainConfig(residual=True, warm_start="learned-greedy", **SMALL),
+                    progress=False, log=lambda _: None, teacher=teacher)
+    assert res.timesteps >= 256
+    info = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert info["train_config"]["residual"] is True and info["warm_start"]["teacher"] == "learned-greedy"
+    model, _, _ = load_run_model(tmp_path / "run")
+    assert model.policy.prior["model"] == teacher.model.fingerprint()  # the prior comes back with the model
+    assert describe_training(training_conditions([tmp_path / "run"])["run"]) == (
+        "bandwidth x1 and 200 ms, a residual on learned-greedy")
+    with pytest.raises(ValueError, match="TrainConfig.residual: the prior is the warm start's learned-greedy"):
+        TrainConfig(residual=True, warm_start="cachenet")
+    with pytest.raises(ValueError, match="residual_temperature=0: expected a number > 0"):
+        TrainConfig(residual=True, warm_start="learned-greedy", residual_temperature=0)
+    with pytest.raises(ValueError, match="must be a tuned learned-greedy policy"):
+        train_sb3(setup, tmp_path / "bad", TrainConfig(residual=True, warm_start="learned-greedy", **SMALL),
+                  progress=False, log=lambda _: None, teacher=ConstantPolicy(0, "learned-greedy"))
+    assert not (tmp_path / "bad").exists()  # refused before the run folder was made
+
+
+def test_the_cli_refuses_masking_or_a_residual_it_cannot_honour(capsys, tmp_path: Path) -> None:
+    code, err = run_cli(capsys, "train", "--framework", "rllib", "--action-mask", "--out", str(tmp_path / "t"),
+                        "--no-progress")
+    assert code == 2 and "masking is implemented for SB3's actor-critics" in err
+    code, err = run_cli(capsys, "run", "--residual", "--warm-start", "cachenet", "--out", str(tmp_path / "r"),
+                        "--no-progress")
+    assert code == 2 and "TrainConfig.residual: the prior is the warm start's learned-greedy" in err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "r").exists()

@@ -47,7 +47,8 @@ def describe_training(conditions: dict[str, Any]) -> str:
     """``{"bandwidth_scales": [0.25, 1.0], "deadline_ms": 200}`` -> "bandwidth x0.25, 1 and 200 ms"; with
     ``"deadlines_ms": [100, 400]`` (trained at several deadlines) -> "bandwidth x0.25, 1 and 100, 400 ms"; with
     ``"curriculum_rounds": 3`` -> "bandwidth x0.25, 1 and 200 ms, a curriculum of 3 rounds"; with
-    ``"warm_start_per_scale": True`` -> "..., the warm start re-tuned per speed"."""
+    ``"warm_start_per_scale": True`` -> "..., the warm start re-tuned per speed"; ``"action_mask": True`` -> "...,
+    actions masked"; ``"residual": True`` -> "..., a residual on learned-greedy"."""
     scales = ", ".join(f"{s:g}" for s in conditions.get("bandwidth_scales", [1.0]))
     several = conditions.get("deadlines_ms")
     deadline = conditions.get("deadline_ms")
@@ -57,7 +58,9 @@ def describe_training(conditions: dict[str, Any]) -> str:
         text = f"bandwidth x{scales} and " + (f"{deadline:g} ms" if deadline is not None else "its deadline")
     rounds = conditions.get("curriculum_rounds")
     text += f", a curriculum of {rounds} round{'s' * (rounds != 1)}" if rounds else ""
-    return text + (", the warm start re-tuned per speed" if conditions.get("warm_start_per_scale") else "")
+    text += ", the warm start re-tuned per speed" if conditions.get("warm_start_per_scale") else ""
+    text += ", actions masked" if conditions.get("action_mask") else ""
+    return text + (", a residual on learned-greedy" if conditions.get("residual") else "")
 
 
 def check_sweep_size(points: int, policies: int, limit: int = MAX_EVALUATIONS,

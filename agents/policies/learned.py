@@ -1,8 +1,8 @@
 """A trained network (stable-baselines3 or RLlib) as a ``Policy``: greedy actions, one code path for both.
 
 ``greedy_module`` is the exact greedy path of the trained model as a PyTorch module, obs [B, D] -> (logits [B, A],
-action [B]): for SB3 actor-critics the feature extractor, actor MLP and action head (and its action mask, for a policy trained
-with one); for DQN the Q-network; for an
+action [B]): for SB3 actor-critics the feature extractor, actor MLP and action head (and its logits' adjustment, for a policy
+trained with an action mask or a prior: ``agents.training.adjusted``); for DQN the Q-network; for an
 RLlib RLModule its inference forward pass. Evaluation acts with it and ONNX export traces it, so what is evaluated
 is what is deployed. PyTorch is imported only when a learned policy is built.
 """
@@ -34,8 +34,8 @@ def greedy_module(model: Any):
             else:
                 features = self.net.extract_features(obs, self.net.pi_features_extractor)
                 logits = self.net.action_net(self.net.mlp_extractor.forward_actor(features))
-                if hasattr(self.net, "mask_logits"):  # trained with TrainConfig.action_mask: the mask is the net's
-                    logits = self.net.mask_logits(obs, logits)
+                if hasattr(self.net, "adjust_logits"):  # agents.training.adjusted: a mask or a prior in the net
+                    logits = self.net.adjust_logits(obs, logits)
             return logits, torch.argmax(logits, dim=1)
 
     return GreedyPath().eval()

@@ -90,8 +90,12 @@ class TrainConfig:
     warm_start_per_scale: bool = False
     # SB3 actor-critics: give no probability to actions that cannot take effect (a send into a full buffer, reuse
     # without a cached answer; ``offload_common.observation.action_mask``), inside the network
-    # (``agents.training.masking``), so the exported policy masks too
+    # (``agents.training.adjusted``), so the exported policy masks too
     action_mask: bool = False
+    # SB3 actor-critics warm-started from learned-greedy: the actor's logits are that teacher's scores (P(right) plus
+    # its bonuses) / residual_temperature plus the network's correction, which starts at zero (``adjusted``)
+    residual: bool = False
+    residual_temperature: float = 0.02
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -145,6 +149,13 @@ class TrainConfig:
         if self.action_mask and (self.framework != "sb3" or self.algo == "dqn"):
             raise ValueError("TrainConfig.action_mask: masking is implemented for SB3's actor-critics (ppo, a2c) "
                              f"only; got framework={self.framework!r}, algo={self.algo!r}")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"TrainConfig.residual={self.residual!r}: expected a bool")
+        if self.residual and (self.warm_start != "learned-greedy" or self.warm_start_per_scale):
+            raise ValueError("TrainConfig.residual: the prior is the warm start's learned-greedy, one for all speeds; "
+                             f"got warm_start={self.warm_start!r}, warm_start_per_scale={self.warm_start_per_scale}")
+        if not (isinstance(self.residual_temperature, (int, float)) and 0 < self.residual_temperature < float("inf")):
+            raise ValueError(f"TrainConfig.residual_temperature={self.residual_temperature!r}: expected a number > 0")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction={self.val_fraction!r}: expected a number in (0, 1)")
 

@@ -88,13 +88,23 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     from envs.sb3 import SB3ConcatVecEnv, SB3OffloadVecEnv
 
     torch.set_num_threads(tcfg.threads)
+    train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
+    # the contract a deployment rebuilds: the observation at the env config's own deadline (the parts differ only
+    # in theirs)
+    spec = observation_spec(select_profile(setup.profile, train_cfg), train_cfg)
+    policy_kwargs: dict[str, Any] = {}  # the adjusted actor-critic's (agents.training.adjusted), checked before any file
+    if tcfg.action_mask or tcfg.residual:
+        from .adjusted import greedy_prior
+
+        policy_kwargs = {"observation_spec": spec.to_dict() if tcfg.action_mask else None,
+                         "prior": greedy_prior(teachers[0], tcfg.residual_temperature, spec) if tcfg.residual
+                         else None}
     run = RunFolder(Path(out_dir), "sb3")
     out = run.root
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     run.record(out / "checkpoints", out / "tb")
     validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales, tcfg.deadlines_ms)
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
-    train_cfg = setup.env_config("train").replace(**tcfg.env_overrides())
     part_cfgs = condition_configs(train_cfg, tcfg.deadlines_ms)
     stored = run.read_state() if resume and run.has_checkpoint() else {}
     rounds: list[dict[str, Any]] = list(stored.get("curriculum", []))  # the curriculum's rounds so far
@@ -112,9 +122,6 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
         return venv
 
     venv = training_env(rounds[-1]["weights"] if rounds else None, _round_seed(tcfg.seed, len(rounds)))
-    # the contract a deployment rebuilds: the observation at the env config's own deadline (the parts differ only
-    # in theirs)
-    spec = observation_spec(select_profile(setup.profile, train_cfg), train_cfg)
 
     def policy(model: Any) -> LearnedPolicy:
         return LearnedPolicy(model, tcfg.algo, "sb3")
@@ -132,11 +139,11 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     else:
         kwargs = tcfg.sb3_kwargs()
         net: Any = "MlpPolicy"
-        if tcfg.action_mask:  # the same MLP, its distribution masked by the observation (agents.training.masking)
-            from .masking import MaskedActorCriticPolicy
+        if policy_kwargs:  # the same MLP, its logits adjusted per observation
+            from .adjusted import AdjustedActorCriticPolicy
 
-            net = MaskedActorCriticPolicy
-            kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "observation_spec": spec.to_dict()}
+            net = AdjustedActorCriticPolicy
+            kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], **policy_kwargs}
         model = _algo_class(tcfg.algo)(net, venv, device="cpu", verbose=0, tensorboard_log=str(out / "tb"), **kwargs)
         state = {"best_accuracy": -1.0, "history": [], "seconds": 0.0}
         if tcfg.warm_start != "none":

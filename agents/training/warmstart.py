@@ -71,7 +71,8 @@ def behaviour_clone(model: Any, profile: Any, sources: Sequence[tuple[Sequence, 
     x, a, ret = (np.concatenate(parts) for parts in zip(*data))
     pol = model.policy
     relabelled = 0
-    if hasattr(pol, "mask_logits"):  # a masked policy cannot take what its mask rules out: the teacher's send into
+    masked = getattr(pol, "spec", None) is not None  # trained with TrainConfig.action_mask
+    if masked:  # a masked policy cannot take what its mask rules out: the teacher's send into
         # a full buffer, or reuse without a cached answer, is cloned as what the env makes of it, the local answer
         from offload_common.observation import action_mask
 
@@ -101,5 +102,5 @@ def behaviour_clone(model: Any, profile: Any, sources: Sequence[tuple[Sequence, 
     return {"teacher": names[0] if len(names) == 1 else names,
             **({"teachers": len(sources)} if len(sources) > 1 else {}),
             "samples": int(len(x)), "epochs": epochs, "epsilon": epsilon,
-            **({"masked_as_local": relabelled} if hasattr(pol, "mask_logits") else {}),
+            **({"masked_as_local": relabelled} if masked else {}),
             "agreement": round(agree, 4), "seconds": round(time.time() - t0, 1)}

@@ -82,7 +82,8 @@ def training_conditions(runs: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Per learned run (``group_runs``' names): the bandwidth scales and the deadline it was trained at, from its
     config.json or train.json (a run recorded before ``bandwidth_scales`` existed trained on the traces as
     recorded, x1), ``deadlines_ms`` when it trained at several deadlines, ``curriculum_rounds`` when a curriculum
-    re-weighted its scales and ``warm_start_per_scale`` when each speed was cloned from its own re-tuned teacher."""
+    re-weighted its scales, ``warm_start_per_scale`` when each speed was cloned from its own re-tuned teacher, and
+    ``action_mask`` / ``residual`` when its network masked actions or added learned-greedy's scores."""
     out: dict[str, dict[str, Any]] = {}
     for run, name in group_runs(runs)[0]:
         # config.json, which the CLI writes; a run trained through the API (train_sb3) has only train.json, which
@@ -93,11 +94,14 @@ def training_conditions(runs: Sequence[Path]) -> dict[str, dict[str, Any]]:
         deadlines = cfg.get("train_config", {}).get("deadlines_ms", [])
         rounds = cfg.get("train_config", {}).get("curriculum_rounds", 0)
         per_scale = cfg.get("train_config", {}).get("warm_start_per_scale", False)
+        masked = cfg.get("train_config", {}).get("action_mask", False)
+        residual = cfg.get("train_config", {}).get("residual", False)
         out[name] = {"bandwidth_scales": [float(s) for s in scales],
                      "deadline_ms": cfg.get("env_config", {}).get("deadline_ms"),
                      **({"deadlines_ms": [float(d) for d in deadlines]} if deadlines else {}),
                      **({"curriculum_rounds": int(rounds)} if rounds else {}),
-                     **({"warm_start_per_scale": True} if per_scale else {})}
+                     **({"warm_start_per_scale": True} if per_scale else {}),
+                     **({"action_mask": True} if masked else {}), **({"residual": True} if residual else {})}
     return out
 
 
