@@ -555,6 +555,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-gamma": lambda d: block_ablation(d, "ablation-gamma"),
     "ablation-temporal": lambda d: block_ablation(d, "ablation-temporal"),
     "ablation-x4": lambda d: block_ablation(d, "ablation-x4"),
+    "ablation-mask": lambda d: block_ablation(d, "ablation-mask"),
+    "ablation-residual": lambda d: block_ablation(d, "ablation-residual"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
