@@ -557,6 +557,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-x4": lambda d: block_ablation(d, "ablation-x4"),
     "ablation-mask": lambda d: block_ablation(d, "ablation-mask"),
     "ablation-residual": lambda d: block_ablation(d, "ablation-residual"),
+    "ablation-long": lambda d: block_ablation(d, "ablation-long"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
