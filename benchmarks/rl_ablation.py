@@ -151,9 +151,13 @@ def main() -> None:
     learned = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            val = Validation.create(setup, TrainConfig().val_fraction, seed, scales)
-            ref_val = {n: val.accuracy(p) for n, p in refs.items()}
+            ref_vals: dict[int, dict[str, float]] = {}  # per number of validation episodes: the references there
             for name, (warm, settings) in cands.items():
+                n_val = int(settings.get("val_episodes", TrainConfig().val_episodes))
+                if n_val not in ref_vals:
+                    val = Validation.create(setup, TrainConfig().val_fraction, seed, scales, episodes=n_val)
+                    ref_vals[n_val] = {n: val.accuracy(p) for n, p in refs.items()}
+                ref_val = ref_vals[n_val]
                 tcfg = TrainConfig.sized(args.timesteps, seed=seed, warm_start=warm, bandwidth_scales=scales,
                                          **settings)
                 out = Path(tmp) / f"{name}-seed{seed}".replace("+", "_").replace("=", "")

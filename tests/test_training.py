@@ -95,6 +95,29 @@ def test_training_on_scaled_bandwidth_fits_and_validates_on_every_scale() -> Non
     assert [p.env.num_envs for p in scaled.parts] == [2 * n]  # one validation episode per scaled trace
 
 
+def test_more_validation_episodes_keep_the_single_episode_and_add_others() -> None:
+    import numpy as np
+    import pytest
+
+    from agents.evaluation import Setup, Validation
+    from agents.training import TrainConfig
+    from envs import default_inputs
+
+    profile, traces = default_inputs()
+    setup = Setup.create(profile, traces)
+    one = Validation.create(setup, 0.2, 0).parts[0].episodes
+    three = Validation.create(setup, 0.2, 0, episodes=3).parts[0].episodes
+    n = len(one.trace)
+    assert len(three.trace) == 3 * n and np.array_equal(three.trace, np.repeat(one.trace, 3))
+    assert np.array_equal(three.start_s[::3], one.start_s)  # each trace's first episode is the single one
+    assert all(np.array_equal(a, b) for a, b in zip(three.pieces[::3], one.pieces))
+    assert len(set(np.round(three.start_s[:3], 6))) == 3  # the others start elsewhere
+    with pytest.raises(ValueError, match="episodes=0: expected an int >= 1"):
+        Validation.create(setup, 0.2, 0, episodes=0)
+    with pytest.raises(ValueError, match="val_episodes=0"):
+        TrainConfig(val_episodes=0)
+
+
 def test_scaled_training_flag_is_checked_before_loading(tmp_path: Path) -> None:
     bad = _cli("train", "--train-bandwidth-scales", "0.5,0", "--out", str(tmp_path / "a"))
     assert bad.returncode == 2 and "--train-bandwidth-scales" in bad.stderr

@@ -92,12 +92,15 @@ class Validation:
 
     @classmethod
     def create(cls, setup: Setup, val_fraction: float, seed: int, bandwidth_scales: Sequence[float] = (1.0,),
-               deadlines_ms: Sequence[float] = ()) -> Validation:
+               deadlines_ms: Sequence[float] = (), episodes: int = 1) -> Validation:
         """Split the training traces into fitting and validation files; with ``bandwidth_scales`` other than
         ``(1.0,)`` both sides hold every file at each throughput scale (``Trace.scaled``), so a policy trained for a
         range of network speeds is also picked on that range. With ``deadlines_ms`` the validation traces are dealt
         round-robin over those deadlines (one episode each, as without), so a policy trained for a range of
-        deadlines is picked on that range at the same validation cost."""
+        deadlines is picked on that range at the same validation cost. ``episodes`` per validation trace (the
+        first of each is the episode a single one would be): more, for a less noisy pick of the best model."""
+        if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+            raise ValueError(f"validation: episodes={episodes!r}: expected an int >= 1 per validation trace")
         fit, val = split_traces(setup.train_traces, val_fraction, seed + 1)
         if tuple(bandwidth_scales) != (1.0,):
             fit = [t.scaled(s) for s in bandwidth_scales for t in fit]
@@ -108,8 +111,8 @@ class Validation:
                              f"{list(deadlines_ms)} (one trace each at least); give more traces or fewer deadlines")
         parts = []
         for cfg, traces in zip(configs, deal(val, len(configs))):
-            env = OffloadVectorEnv(len(traces), setup.profile, traces, cfg)
-            parts.append(ValidationPart(cfg, traces, env, make_episodes(env, 1, seed + 2)))
+            env = OffloadVectorEnv(len(traces) * episodes, setup.profile, traces, cfg)
+            parts.append(ValidationPart(cfg, traces, env, make_episodes(env, episodes, seed + 2)))
         return cls(fit, val, parts, tuple(float(s) for s in bandwidth_scales))
 
     def fit_weighted(self, weights: Sequence[int]) -> list[Trace]:

@@ -42,6 +42,7 @@ class TrainConfig:
     iterations: int = 60  # RLlib: 60 x 8,192 steps pass CBO on the default inputs
     # what the agent learns from
     val_fraction: float = 0.2  # share of training traces held out to pick the best model
+    val_episodes: int = 1  # episodes per validation trace (and speed) the best model is picked on
     reward_baseline: str = "local"  # see EnvConfig.reward_baseline: same optimum, less noise
     episode_frames: int | None = None  # frames per training episode (None: EnvConfig's)
     # SB3: train and validate on the training traces at each of these throughput scales (domain randomisation over
@@ -103,7 +104,7 @@ class TrainConfig:
         if self.algo not in ALGOS[self.framework]:
             raise ValueError(f"TrainConfig.algo={self.algo!r}: {self.framework} trains {ALGOS[self.framework]}")
         for name in ("timesteps", "iterations", "n_envs", "n_steps", "n_epochs", "batch_size", "envs_per_runner",
-                     "train_batch", "eval_freq", "checkpoint_freq", "checkpoint_every", "threads"):
+                     "train_batch", "eval_freq", "checkpoint_freq", "checkpoint_every", "threads", "val_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected an int >= 1")
         if self.num_env_runners < 0:

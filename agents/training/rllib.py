@@ -107,7 +107,7 @@ def train_rllib(setup: Any, out_dir: str | os.PathLike, profile_path: str, trace
     init_s = init_ray(address)
     log(f"ray.init: {init_s:.1f} s")
     t_build = time.time()
-    validation = Validation.create(setup, cfg.val_fraction, cfg.seed)
+    validation = Validation.create(setup, cfg.val_fraction, cfg.seed, episodes=cfg.val_episodes)
     algo = build_config(setup, profile_path, traces_source, cfg, validation.fit_traces).build_algo()
     build_s = time.time() - t_build
 

@@ -103,7 +103,8 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
     out = run.root
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     run.record(out / "checkpoints", out / "tb")
-    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales, tcfg.deadlines_ms)
+    validation = Validation.create(setup, tcfg.val_fraction, tcfg.seed, tcfg.bandwidth_scales, tcfg.deadlines_ms,
+                                   tcfg.val_episodes)
     fit_traces, val_traces = validation.fit_traces, validation.val_traces
     part_cfgs = condition_configs(train_cfg, tcfg.deadlines_ms)
     stored = run.read_state() if resume and run.has_checkpoint() else {}
