@@ -558,6 +558,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-mask": lambda d: block_ablation(d, "ablation-mask"),
     "ablation-residual": lambda d: block_ablation(d, "ablation-residual"),
     "ablation-long": lambda d: block_ablation(d, "ablation-long"),
+    "ablation-val": lambda d: block_ablation(d, "ablation-val"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
