@@ -6,7 +6,8 @@
 Candidates: ``baseline`` (the main job's PPO settings; trained and validated at ``--train-bandwidth-scales``, by
 default x1, the traces as recorded, while the main job trains over ``agents.training.MIXED_BANDWIDTH_SCALES``),
 ``bc-<reference>`` (behaviour cloning from the tuned reference, then PPO: ``TrainConfig.warm_start``), optionally
-with ``+`` settings of TrainConfig (``baseline+n_epochs=5``, ``bc-learned-greedy+action_mask=true``). Every
+with ``+`` settings of TrainConfig (``baseline+n_epochs=5``, ``bc-learned-greedy+action_mask=true``,
+``baseline+net_arch=512x512``). Every
 candidate trains with each seed for ``--timesteps`` steps (a reduced budget when below the main job's 600,000: say
 so when reporting). References (cachenet, learned-greedy) are tuned once on
 training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
@@ -46,6 +47,9 @@ def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
         key, _, value = item.partition("=")
         if value in ("true", "false"):  # a switch: baseline+action_mask=true
             out[key] = value == "true"
+            continue
+        if "x" in value and all(part.isdigit() for part in value.split("x")):  # layer sizes: net_arch=512x512
+            out[key] = tuple(int(part) for part in value.split("x"))
             continue
         try:
             out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
