@@ -559,6 +559,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-residual": lambda d: block_ablation(d, "ablation-residual"),
     "ablation-long": lambda d: block_ablation(d, "ablation-long"),
     "ablation-val": lambda d: block_ablation(d, "ablation-val"),
+    "ablation-net": lambda d: block_ablation(d, "ablation-net"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
