@@ -7,7 +7,7 @@ Candidates: ``baseline`` (the main job's PPO settings; trained and validated at 
 default x1, the traces as recorded, while the main job trains over ``agents.training.MIXED_BANDWIDTH_SCALES``),
 ``bc-<reference>`` (behaviour cloning from the tuned reference, then PPO: ``TrainConfig.warm_start``), optionally
 with ``+`` settings of TrainConfig (``baseline+n_epochs=5``, ``bc-learned-greedy+action_mask=true``,
-``baseline+net_arch=512x512``). Every
+``baseline+net_arch=512x512``, ``baseline+algo=recurrent-ppo``). Every
 candidate trains with each seed for ``--timesteps`` steps (a reduced budget when below the main job's 600,000: say
 so when reporting). References (cachenet, learned-greedy) are tuned once on
 training traces x training scenes, as the main job does. Reported per run: the best validation accuracy (the
@@ -51,10 +51,14 @@ def _candidate(spec: str) -> tuple[str, dict[str, Any]]:
         if "x" in value and all(part.isdigit() for part in value.split("x")):  # layer sizes: net_arch=512x512
             out[key] = tuple(int(part) for part in value.split("x"))
             continue
+        if key == "algo":  # a name: baseline+algo=recurrent-ppo
+            out[key] = value
+            continue
         try:
             out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
-            raise ValueError(f"--candidates: {spec!r}: {item!r} is not key=number or key=true/false") from None
+            raise ValueError(f"--candidates: {spec!r}: {item!r} is not key=number, key=true/false or "
+                             "algo=name") from None
     return ("none" if head == "baseline" else head[3:]), out
 
 

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 FRAMEWORKS = ("sb3", "rllib")
-ALGOS = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo",)}
+# recurrent-ppo: sb3-contrib's RecurrentPPO (an LSTM before the actor and the critic; PPO's settings otherwise),
+# trained from scratch and evaluated in Python only (its state does not export to ONNX)
+ALGOS = {"sb3": ("ppo", "a2c", "dqn", "recurrent-ppo"), "rllib": ("ppo",)}
 # the CLI's training speeds for SB3 (``run`` and ``train``): one policy trained over a mixture of network speeds. In
 # results/seeds.json (3 seeds) it scores +0.014 [+0.009, +0.018] over learned-greedy at x1 against +0.011 [+0.002,
 # +0.019] for the same runs trained at x1 only (results/seeds-x1.json), and it no longer loses at x4 in the sweep
@@ -60,6 +62,7 @@ class TrainConfig:
     curriculum_rounds: int = 0
     # network and optimiser (both frameworks; tanh MLP)
     net_arch: tuple[int, ...] = (256, 256)
+    lstm_hidden: int = 64  # recurrent-ppo: the LSTM's state size (one LSTM each for actor and critic, before net_arch)
     learning_rate: float = 3e-4
     gamma: float = 0.9  # the uplink backlog couples decisions over ~10 frames at most
     gae_lambda: float = 0.9
@@ -104,7 +107,8 @@ class TrainConfig:
         if self.algo not in ALGOS[self.framework]:
             raise ValueError(f"TrainConfig.algo={self.algo!r}: {self.framework} trains {ALGOS[self.framework]}")
         for name in ("timesteps", "iterations", "n_envs", "n_steps", "n_epochs", "batch_size", "envs_per_runner",
-                     "train_batch", "eval_freq", "checkpoint_freq", "checkpoint_every", "threads", "val_episodes"):
+                     "train_batch", "eval_freq", "checkpoint_freq", "checkpoint_every", "threads", "val_episodes",
+                     "lstm_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected an int >= 1")
         if self.num_env_runners < 0:
@@ -136,9 +140,9 @@ class TrainConfig:
                              f"deadlines_ms={tuple(deadlines)!r}")
         if not isinstance(self.warm_start, str) or not self.warm_start:
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: expected 'none' or a policy name")
-        if self.warm_start != "none" and (self.framework != "sb3" or self.algo == "dqn"):
+        if self.warm_start != "none" and (self.framework != "sb3" or self.algo not in ("ppo", "a2c")):
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r}: warm starts are implemented for SB3's "
-                             "actor-critics (ppo, a2c) only")
+                             f"feed-forward actor-critics (ppo, a2c) only, got algo={self.algo!r}")
         if not isinstance(self.warm_start_per_scale, bool):
             raise ValueError(f"TrainConfig.warm_start_per_scale={self.warm_start_per_scale!r}: expected a bool")
         if self.warm_start_per_scale and (self.warm_start == "none" or len(set(scales)) < 2):
@@ -147,7 +151,7 @@ class TrainConfig:
                              f"bandwidth_scales={tuple(scales)!r}")
         if not isinstance(self.action_mask, bool):
             raise ValueError(f"TrainConfig.action_mask={self.action_mask!r}: expected a bool")
-        if self.action_mask and (self.framework != "sb3" or self.algo == "dqn"):
+        if self.action_mask and (self.framework != "sb3" or self.algo not in ("ppo", "a2c")):
             raise ValueError("TrainConfig.action_mask: masking is implemented for SB3's actor-critics (ppo, a2c) "
                              f"only; got framework={self.framework!r}, algo={self.algo!r}")
         if not isinstance(self.residual, bool):
@@ -197,7 +201,9 @@ class TrainConfig:
         """Keyword arguments of the stable-baselines3 algorithm class (``PPO(..., **kwargs)``)."""
         kwargs: dict[str, Any] = {"gamma": self.gamma, "learning_rate": self.learning_rate, "seed": self.seed,
                                   "policy_kwargs": {"net_arch": list(self.net_arch)}}
-        if self.algo == "ppo":
+        if self.algo == "recurrent-ppo":
+            kwargs["policy_kwargs"]["lstm_hidden_size"] = self.lstm_hidden
+        if self.algo in ("ppo", "recurrent-ppo"):
             kwargs.update({"n_steps": self.n_steps, "batch_size": self.batch_size, "n_epochs": self.n_epochs,
                            "gae_lambda": self.gae_lambda, "ent_coef": self.ent_coef, "clip_range": self.clip_range})
         elif self.algo == "a2c":

@@ -1,4 +1,4 @@
-"""Training with stable-baselines3 (PPO by default; A2C and DQN selectable) on the batched env.
+"""Training with stable-baselines3 (PPO by default; A2C, DQN and sb3-contrib's RecurrentPPO selectable) on the batched env.
 
 Training uses the training traces minus a validation share, and training scenes only; held-out test traces and
 scenes are never seen. Every ``eval_freq`` steps the greedy policy is evaluated on fixed validation episodes
@@ -29,6 +29,10 @@ from .runs import RunFolder, training_record
 def _algo_class(name: str):
     import stable_baselines3 as sb3
 
+    if name == "recurrent-ppo":
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
     return {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[name]
 
 
@@ -139,7 +143,7 @@ def train_sb3(setup: Setup, out_dir: str | os.PathLike, tcfg: TrainConfig = Trai
             log(f"best model on disk ({best.num_timesteps} steps) scores {state['best_accuracy']:.4f} on validation")
     else:
         kwargs = tcfg.sb3_kwargs()
-        net: Any = "MlpPolicy"
+        net: Any = "MlpLstmPolicy" if tcfg.algo == "recurrent-ppo" else "MlpPolicy"
         if policy_kwargs:  # the same MLP, its logits adjusted per observation
             from .adjusted import AdjustedActorCriticPolicy
 
