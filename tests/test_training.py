@@ -124,3 +124,58 @@ def test_scaled_training_flag_is_checked_before_loading(tmp_path: Path) -> None:
     rllib = _cli("train", "--framework", "rllib", "--train-bandwidth-scales", "0.5,1", "--out", str(tmp_path / "b"))
     assert rllib.returncode == 2 and "bandwidth_scales" in rllib.stderr and "RLlib" in rllib.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_recurrent_ppo_trains_keeps_state_per_row_and_refuses_export(tmp_path: Path) -> None:
+    import numpy as np
+    import pytest
+
+    from agents.deploy import export_run
+    from agents.evaluation import Setup, evaluate
+    from agents.training import TrainConfig, load_run_policy, train_sb3
+    from envs import default_inputs
+
+    with pytest.raises(ValueError, match="feed-forward actor-critics"):
+        TrainConfig(algo="recurrent-ppo", warm_start="cachenet")
+    profile, traces = default_inputs()
+    setup = Setup.create(profile, traces)
+    out = tmp_path / "rec"
+    train_sb3(setup, out, TrainConfig(algo="recurrent-ppo", timesteps=1024, n_envs=8, n_steps=64, batch_size=256,
+                                      eval_freq=512, checkpoint_freq=512, net_arch=(16,), lstm_hidden=8),
+              progress=False)
+    policy = load_run_policy(out)
+    assert policy.recurrent and type(policy.model).__name__ == "RecurrentPPO"
+    import torch
+
+    torch.manual_seed(0)  # large random actor weights: 1,024 steps leave actions that barely depend on the state
+    actor = policy.model.policy
+    with torch.no_grad():
+        for p in [*actor.lstm_actor.parameters(), *actor.mlp_extractor.policy_net.parameters(),
+                  *actor.action_net.parameters()]:
+            p.normal_(0.0, 2.0)
+    env = setup.factory("test")(4, setup.test_traces[:4])
+    obs, _ = env.reset(seed=0)
+    seq = [obs]
+    for _ in range(8):
+        obs, *_ = env.step(np.zeros(4, dtype=np.int64))
+        seq.append(obs)
+    policy.reset()
+    together = np.stack([policy.act(o) for o in seq])
+    fresh = []
+    for o in seq:
+        policy.reset()
+        fresh.append(policy.act(o))
+    assert (together != np.stack(fresh)).any()  # the state carries the episode so far into each decision
+    # ... kept per row: four rows stepped together act as each row stepped alone
+    for row in range(4):
+        policy.reset()
+        alone = [policy.act(o[row:row + 1])[0] for o in seq]
+        assert list(together[:, row]) == alone
+    # reset starts every row afresh: an evaluation repeats exactly
+    a = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=3)
+    b = evaluate(policy, setup.factory("test"), setup.test_traces[:4], episodes=1, seed=3)
+    assert a.metrics["all"]["accuracy"] == b.metrics["all"]["accuracy"]
+    # a recurrent policy has no feed-forward path to export: refused before any file is written
+    with pytest.raises(ValueError, match="recurrent policy carries LSTM state"):
+        export_run(out)
+    assert not (out / "policy.onnx").exists()

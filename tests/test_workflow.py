@@ -203,6 +203,7 @@ def test_run_warm_start_clones_the_reference_it_tuned(traces: dict[str, Path], t
 
 @pytest.mark.parametrize("argv,want", [(["run"], "learned-greedy"), (["run", "--algo", "a2c"], "learned-greedy"),
                                        (["run", "--algo", "dqn"], "none"), (["run", "--warm-start", "none"], "none"),
+                                       (["train", "--algo", "recurrent-ppo"], "none"),
                                        (["run", "--warm-start", "cachenet"], "cachenet"), (["train"], "none")])
 def test_the_main_job_warm_starts_its_actor_critics_from_learned_greedy(argv: list[str], want: str) -> None:
     args = train_agent.build_parser().parse_args(argv)
@@ -218,6 +219,16 @@ def test_sb3_runs_train_over_a_mixture_of_speeds_unless_told(argv: list[str], wa
     args = train_agent.build_parser().parse_args(argv)
     args.command = ["train_agent.py", *argv]
     assert train_agent._experiment(args).train.bandwidth_scales == want
+
+
+def test_run_refuses_a_recurrent_policy_it_could_not_export(tmp_path: Path) -> None:
+    from agents.training import TrainConfig
+    from agents.workflow import Experiment, Inputs, run_experiment
+
+    exp = Experiment(Inputs(traces="embedded"), TrainConfig(algo="recurrent-ppo"), out=tmp_path / "r")
+    with pytest.raises(ValueError, match="train --algo recurrent-ppo"):
+        run_experiment(exp)
+    assert not (tmp_path / "r").exists()
 
 
 def test_train_refuses_a_warm_start_it_cannot_tune(tmp_path: Path) -> None:

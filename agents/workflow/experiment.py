@@ -34,8 +34,9 @@ CURRICULUM_REFERENCES = ("cachenet", "learned-greedy")
 
 
 def run_warm_start(algo: str) -> str:
-    """``run``'s default warm start for an SB3 algorithm: learned-greedy's for the actor-critics, none for DQN."""
-    return "none" if algo == "dqn" else RUN_WARM_START
+    """``run``'s default warm start for an SB3 algorithm: learned-greedy's for the feed-forward actor-critics, none
+    for DQN and the recurrent PPO (whose warm start is not implemented)."""
+    return RUN_WARM_START if algo in ("ppo", "a2c") else "none"
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,10 @@ def run_experiment(exp: Experiment, log: Callable[[str], None] = print) -> Exper
     if exp.train.framework != "sb3" or exp.tune:
         raise ValueError("run: the main job trains with stable-baselines3; train RLlib runs with `train --framework "
                          "rllib` and compare them with `evaluate --runs`")
+    if exp.train.algo == "recurrent-ppo":
+        raise ValueError("run --algo recurrent-ppo: the main job exports its policy to ONNX, which takes feed-forward "
+                         "policies; train a recurrent policy with `train --algo recurrent-ppo` and compare it with "
+                         "`evaluate --runs`")
     t0 = time.time()
     check_experiment(exp)
     loaded = load_inputs(exp.inputs)

@@ -560,6 +560,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "ablation-long": lambda d: block_ablation(d, "ablation-long"),
     "ablation-val": lambda d: block_ablation(d, "ablation-val"),
     "ablation-net": lambda d: block_ablation(d, "ablation-net"),
+    "ablation-recurrent": lambda d: block_ablation(d, "ablation-recurrent"),
     "device-latency": block_device_latency,
     "live-parity": block_live_parity,
     "live-parity-cachenet": lambda d: block_live_parity(d, "live-parity-cachenet"),
