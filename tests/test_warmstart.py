@@ -41,7 +41,7 @@ def test_a_warm_start_needs_its_named_teacher(tmp_path: Path) -> None:
         train_sb3(setup, tmp_path / "a", TrainConfig(warm_start="cachenet", **SMALL), progress=False)
     with pytest.raises(ValueError, match="warm_start='none' needs"):
         train_sb3(setup, tmp_path / "b", TrainConfig(**SMALL), progress=False, teacher=CacheNetPolicy())
-    with pytest.raises(ValueError, match="implemented for SB3's actor-critics"):
+    with pytest.raises(ValueError, match="implemented for SB3's feed-forward actor-critics"):
         TrainConfig(algo="dqn", warm_start="cachenet")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
